@@ -1,0 +1,3 @@
+from tune_rec.cli import main
+
+raise SystemExit(main())
