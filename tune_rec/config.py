@@ -118,5 +118,7 @@ class TrainConfig(BaseModel):
 # Keys of TrainConfig that a search space may set under ``params``. Seed, budget and protocol are
 # experiment settings, set once for all trials.
 SEARCHABLE_KEYS: tuple[str, ...] = tuple(
-    key for key in TrainConfig.model_fields if key not in {"seed", "max_epochs", "protocol", "normalisation"}
+    key
+    for key in TrainConfig.model_fields
+    if key not in {"seed", "max_epochs", "protocol", "normalisation"}
 )

@@ -13,7 +13,14 @@ from typing import Literal
 
 ScheduleType = Literal["fixed", "increase", "decrease", "cosine", "exponential", "step"]
 
-SCHEDULE_TYPES: tuple[str, ...] = ("fixed", "increase", "decrease", "cosine", "exponential", "step")
+SCHEDULE_TYPES: tuple[str, ...] = (
+    "fixed",
+    "increase",
+    "decrease",
+    "cosine",
+    "exponential",
+    "step",
+)
 
 # Config keys that each schedule type reads; the search space may define only these for it.
 SCHEDULE_PARAMS: dict[str, tuple[str, ...]] = {
@@ -82,8 +89,6 @@ def alpha_at(schedule: str, epoch: int, max_epochs: int, params: dict[str, float
         ValueError: the schedule type is unknown.
     """
     if schedule not in _FUNCTIONS:
-        raise ValueError(
-            f"schedule must be one of {', '.join(SCHEDULE_TYPES)}; got {schedule!r}"
-        )
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULE_TYPES)}; got {schedule!r}")
     kwargs = {key: params[key] for key in SCHEDULE_PARAMS[schedule]}
     return float(_FUNCTIONS[schedule](epoch, max_epochs, **kwargs))
