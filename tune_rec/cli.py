@@ -1,0 +1,421 @@
+"""The ``tune-rec`` command: search, train, export, report and data.
+
+Exit codes: 0 on success, 2 for invalid input or usage, 1 when a run fails. Results go to
+stdout, logs to stderr; ``-v`` and ``-q`` set the log level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tune_rec import __version__
+from tune_rec.errors import InvalidInputError, TuneRecError
+
+logger = logging.getLogger("tune_rec")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose usage errors exit with code 2 and a hint to --help."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more; got {text}")
+    return value
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="folder that holds ml-100k/u.data or receives it on download "
+        "(default: $TUNE_REC_DATA_DIR, else ~/.cache/tune-rec)",
+    )
+    parser.add_argument(
+        "--data",
+        metavar="PATH",
+        help="a ratings file of your own instead of MovieLens-100K: TSV, CSV or Parquet with "
+        "user, item, rating and optionally timestamp columns",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of every subcommand and option."""
+    parser = _Parser(
+        prog="tune-rec",
+        description="Search the hyperparameters and the alpha schedule of a joint-loss "
+        "recommender with Ray Tune.",
+    )
+    parser.add_argument("--version", action="version", version=f"tune-rec {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)"
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="count", default=0, help="less log output: warnings only"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    search = commands.add_parser(
+        "search", help="run a search", description="Run a hyperparameter and schedule search."
+    )
+    search.add_argument(
+        "--space", type=Path, help="search space YAML file (required unless --resume)"
+    )
+    search.add_argument("--num-samples", type=_positive_int, help="number of trials")
+    search.add_argument(
+        "--max-epochs", type=_positive_int, help="full budget of each trial, in epochs"
+    )
+    search.add_argument("--seed", type=int, help="seed of the split, the sampler and training")
+    search.add_argument(
+        "--cpus-per-trial", type=_non_negative_float, help="CPUs reserved per trial"
+    )
+    search.add_argument(
+        "--gpus-per-trial",
+        type=_non_negative_float,
+        help="GPUs per trial; fractions share a GPU (0.25: four trials on one GPU)",
+    )
+    search.add_argument(
+        "--name",
+        help="experiment name: the folder under --results-dir (default: "
+        "<space name>-<UTC date and time>)",
+    )
+    search.add_argument(
+        "--results-dir",
+        type=Path,
+        default=Path("results"),
+        help="folder of experiment folders (default: results)",
+    )
+    search.add_argument(
+        "--resume",
+        type=Path,
+        metavar="EXPERIMENT",
+        help="continue the interrupted search in this experiment folder",
+    )
+    search.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing experiment of the same name",
+    )
+    search.add_argument(
+        "--address",
+        help="attach to an existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT "
+        "(default: start a local Ray with this machine's CPUs and GPUs)",
+    )
+    search.add_argument(
+        "--dashboard",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="start the Ray dashboard on 127.0.0.1 and print its URL (default: off)",
+    )
+    search.add_argument(
+        "--max-failures",
+        type=int,
+        default=1,
+        help="retries of a trial that raises, from its last checkpoint (default: 1)",
+    )
+    search.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=5,
+        help="epochs between trial checkpoints; the last epoch is always kept (default: 5)",
+    )
+    search.add_argument(
+        "--no-report", action="store_true", help="skip writing report.html at the end"
+    )
+    _add_data_options(search)
+
+    train = commands.add_parser(
+        "train",
+        help="train one config without Ray",
+        description="Train one config (for example a best_config.yaml) without Ray and print "
+        "its validation metrics.",
+    )
+    train.add_argument("--config", type=Path, required=True, help="config YAML file")
+    train.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    train.add_argument(
+        "--test", action="store_true", help="also print the metrics on the test split"
+    )
+    _add_data_options(train)
+
+    export = commands.add_parser(
+        "export",
+        help="write the top configs of an experiment",
+        description="Write the top configs of an experiment, one file each.",
+    )
+    export.add_argument("experiment", type=Path, help="experiment folder")
+    export.add_argument("--top", type=_positive_int, default=5, help="how many (default: 5)")
+    export.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    export.add_argument(
+        "--output", type=Path, help="output folder (default: <experiment>/exports)"
+    )
+
+    report = commands.add_parser(
+        "report",
+        help="write the HTML report of an experiment",
+        description="Write report.html from the files of an experiment folder.",
+    )
+    report.add_argument("experiment", type=Path, help="experiment folder")
+    report.add_argument("--top", type=_positive_int, default=10, help="top configs shown")
+
+    data = commands.add_parser("data", help="fetch or describe the ratings")
+    data_commands = data.add_subparsers(
+        dest="data_command", metavar="ACTION", parser_class=_Parser
+    )
+    data_commands.required = True
+    fetch = data_commands.add_parser(
+        "fetch",
+        help="download and verify MovieLens-100K",
+        description="Download MovieLens-100K into the data folder and verify its SHA-256.",
+    )
+    fetch.add_argument(
+        "--data-dir",
+        type=Path,
+        help="target folder (default: $TUNE_REC_DATA_DIR, else ~/.cache/tune-rec)",
+    )
+    fetch.add_argument("--force", action="store_true", help="download even if a copy exists")
+    info = data_commands.add_parser(
+        "info",
+        help="describe the ratings and their split",
+        description="Print the size, checksum and split of the ratings.",
+    )
+    _add_data_options(info)
+    info.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
+    info.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    return parser
+
+
+def configure_logging(verbose: int, quiet: int) -> None:
+    """Send logs to stderr at INFO, DEBUG with -vv, WARNING with -q."""
+    level = logging.INFO
+    if quiet:
+        level = logging.WARNING
+    elif verbose >= 2:
+        level = logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("tune_rec")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return its exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose, args.quiet)
+    handlers = {
+        "search": _search,
+        "train": _train,
+        "export": _export,
+        "report": _report,
+        "data": _data,
+    }
+    try:
+        return handlers[args.command](args, argv)
+    except TuneRecError as error:
+        logger.error("%s", error)
+        return error.exit_code
+    except KeyboardInterrupt:
+        logger.error("interrupted")
+        return 130
+
+
+def _emit(document: Any, fmt: str = "yaml") -> None:
+    if fmt == "json":
+        sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+    else:
+        sys.stdout.write(yaml.safe_dump(document, sort_keys=False))
+
+
+def _data_settings_with_overrides(settings: Any, args: argparse.Namespace) -> Any:
+    if getattr(args, "data", None):
+        return settings.model_copy(update={"path": args.data})
+    return settings
+
+
+def _search(args: argparse.Namespace, argv: list[str]) -> int:
+    from tune_rec.data import load_dataset
+    from tune_rec.search.runner import SearchOptions, run_search
+    from tune_rec.space import load_search_space
+
+    overwrite_space_path = None
+    if args.resume:
+        from tune_rec.experiment import SPACE_FILE
+
+        overwrite_space_path = Path(args.resume) / SPACE_FILE
+        if args.space:
+            logger.warning("--resume reads the search space of the experiment; --space ignored")
+        space_path = overwrite_space_path
+    elif args.space is None:
+        raise InvalidInputError("search needs --space PATH (a search space YAML file) or --resume")
+    else:
+        space_path = args.space
+
+    space = load_search_space(space_path)
+    if not args.resume:
+        overrides = {
+            key: getattr(args, key)
+            for key in ("num_samples", "max_epochs", "seed", "cpus_per_trial", "gpus_per_trial")
+            if getattr(args, key) is not None
+        }
+        if overrides:
+            space = space.with_overrides(**overrides)
+        if args.data:
+            space = space.model_copy(
+                update={"data": space.data.model_copy(update={"path": args.data})}
+            )
+
+    results_dir = args.results_dir
+    name = args.name
+    if args.resume:
+        results_dir, name = Path(args.resume).resolve().parent, Path(args.resume).name
+
+    dataset = load_dataset(space.data, seed=space.seed, data_dir=args.data_dir)
+    options = SearchOptions(
+        space=space,
+        space_path=space_path,
+        name=name,
+        results_dir=results_dir,
+        data_dir=args.data_dir,
+        address=args.address,
+        dashboard=args.dashboard,
+        resume=bool(args.resume),
+        overwrite=args.overwrite,
+        max_failures=args.max_failures,
+        checkpoint_every=args.checkpoint_every,
+        progress_seconds=0.0 if args.quiet else 10.0,
+        write_report=not args.no_report,
+        argv=argv,
+    )
+    outcome = run_search(options, dataset)
+    _print_search_summary(outcome)
+    return EXIT_OK
+
+
+def _print_search_summary(outcome: Any) -> None:
+    from tune_rec.experiment import FAILED, FINISHED, STOPPED
+
+    statuses = [trial.status for trial in outcome.log.trials.values()]
+    document = outcome.best_document
+    summary = {
+        "experiment": str(outcome.folder),
+        "trials": {
+            "finished": statuses.count(FINISHED),
+            "stopped_early": statuses.count(STOPPED),
+            "failed": statuses.count(FAILED),
+        },
+        "best_trial": outcome.best.trial_id,
+        "best_config": document["config"],
+        "metrics": document["metrics"],
+        "files": {
+            "best_config": str(outcome.folder / "best_config.yaml"),
+            "trials": str(outcome.folder / "trials.parquet"),
+            "epochs": str(outcome.folder / "epochs.parquet"),
+            "report": str(outcome.folder / "report.html"),
+        },
+        "train_again": f"tune-rec train --config {outcome.folder / 'best_config.yaml'}",
+    }
+    _emit(summary)
+
+
+def _train(args: argparse.Namespace, argv: list[str]) -> int:
+    from tune_rec.data import load_dataset
+    from tune_rec.exports import load_run_config
+    from tune_rec.metrics import Evaluator
+    from tune_rec.training import Trainer
+
+    config, data, document = load_run_config(args.config)
+    data = _data_settings_with_overrides(data, args)
+    dataset = load_dataset(data, seed=config.seed, data_dir=args.data_dir)
+    expected = document.get("data_checksum")
+    if expected and not args.data and dataset.checksum != expected:
+        logger.warning(
+            "data checksum %s differs from the config's %s; metrics will differ",
+            dataset.checksum,
+            expected,
+        )
+    trainer = Trainer(config, dataset, data, device=args.device)
+    record = None
+    for record in trainer.epochs():
+        logger.info(
+            "epoch %d/%d: alpha %.4g, loss_target %.5f, map@10 %.6f",
+            record.epoch + 1,
+            config.max_epochs,
+            record.alpha,
+            record.loss_target,
+            record.metrics["map@10"],
+        )
+    result: dict[str, Any] = {"validation": record.metrics}
+    if args.test:
+        test = Evaluator(
+            dataset,
+            split="test",
+            relevance_threshold=data.relevance_threshold,
+            normalisation=config.normalisation,
+        )
+        result["test"] = trainer.evaluate(test)
+    recorded = (document.get("metrics") or {}).get("map@10")
+    if recorded is not None:
+        result["recorded_map@10"] = recorded
+        result["difference_map@10"] = record.metrics["map@10"] - recorded
+    _emit(result)
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace, argv: list[str]) -> int:
+    from tune_rec.exports import export_top
+
+    paths = export_top(args.experiment, args.top, args.format, args.output)
+    _emit({"written": [str(path) for path in paths]})
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace, argv: list[str]) -> int:
+    from tune_rec.report import write_report
+
+    folder = Path(args.experiment)
+    if not folder.is_dir():
+        raise InvalidInputError(f"experiment folder {folder} not found")
+    path = write_report(folder, top_k=args.top)
+    _emit({"report": str(path)})
+    return EXIT_OK
+
+
+def _data(args: argparse.Namespace, argv: list[str]) -> int:
+    from tune_rec.data import describe_dataset, fetch_ml100k, load_dataset
+
+    if args.data_command == "fetch":
+        path = fetch_ml100k(args.data_dir, force=args.force)
+        _emit({"ml-100k": str(path)})
+        return EXIT_OK
+
+    from tune_rec.config import DataSettings
+
+    settings = _data_settings_with_overrides(DataSettings(), args)
+    dataset = load_dataset(settings, seed=args.seed, data_dir=args.data_dir)
+    _emit(describe_dataset(dataset), args.format)
+    return EXIT_OK

@@ -1,0 +1,178 @@
+"""Config files that ``tune-rec train --config`` runs: best_config.yaml and the top-K export."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from tune_rec import __version__
+from tune_rec.config import DataSettings, TrainConfig
+from tune_rec.errors import InvalidInputError
+from tune_rec.experiment import (
+    BEST_CONFIG_FILE,
+    FINISHED,
+    METRIC_KEYS,
+    SETTINGS_FILE,
+    TRIALS_FILE,
+    plain,
+    write_json_atomic,
+    write_yaml_atomic,
+)
+
+
+def versions() -> dict[str, str]:
+    """Return the versions of Python and of the packages that shape the results."""
+    import numpy
+    import optuna
+    import torch
+
+    found = {
+        "tune_rec": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "optuna": optuna.__version__,
+        "pandas": pd.__version__,
+    }
+    try:
+        import ray
+
+        found["ray"] = ray.__version__
+    except ImportError:
+        pass
+    return found
+
+
+def run_config_document(
+    config: TrainConfig,
+    data: DataSettings,
+    *,
+    metrics: dict[str, float],
+    checksum: str,
+    source: dict[str, Any],
+) -> dict[str, Any]:
+    """Return a config file's content: what to train, what it reached and what produced it.
+
+    ``tune-rec train --config`` reads the ``config`` and ``data`` sections; the others record
+    provenance.
+    """
+    return plain(
+        {
+            "config": config.model_dump(),
+            "data": data.model_dump(),
+            "metrics": {key: value for key, value in metrics.items() if value is not None},
+            "seed": config.seed,
+            "data_checksum": checksum,
+            "source": source,
+            "versions": versions(),
+        }
+    )
+
+
+def write_best_config(folder: Path, document: dict[str, Any]) -> Path:
+    """Write best_config.yaml into the experiment folder atomically and return its path."""
+    path = Path(folder) / BEST_CONFIG_FILE
+    write_yaml_atomic(path, document)
+    return path
+
+
+def load_run_config(path: Path) -> tuple[TrainConfig, DataSettings, dict[str, Any]]:
+    """Read a config file written by tune-rec (or by hand) and validate it.
+
+    Raises:
+        InvalidInputError: the file is missing, not YAML, or its config is invalid.
+    """
+    import yaml
+    from pydantic import ValidationError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(
+            f"config file {path} not found; pass the best_config.yaml of an experiment, "
+            "for example results/<experiment>/best_config.yaml"
+        )
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise InvalidInputError(f"config file {path} is not valid YAML: {error}") from error
+    if not isinstance(document, dict) or "config" not in document:
+        raise InvalidInputError(
+            f"config file {path} has no 'config' section; expected the format of "
+            "best_config.yaml (sections config, data, metrics)"
+        )
+    try:
+        config = TrainConfig(**document["config"])
+        data = DataSettings(**(document.get("data") or {}))
+    except (ValidationError, TypeError) as error:
+        raise InvalidInputError(f"config file {path} is invalid: {error}") from error
+    return config, data, document
+
+
+def top_configs(folder: Path, top: int) -> list[dict[str, Any]]:
+    """Return the ``top`` finished trials of an experiment as config documents, best first.
+
+    Raises:
+        InvalidInputError: the folder is not an experiment, or ``top`` is below 1.
+    """
+    folder = Path(folder)
+    if top < 1:
+        raise InvalidInputError(f"--top must be at least 1; got {top}")
+    settings_path = folder / SETTINGS_FILE
+    trials_path = folder / TRIALS_FILE
+    if not settings_path.is_file() or not trials_path.is_file():
+        raise InvalidInputError(
+            f"{folder} is not an experiment folder with results: {SETTINGS_FILE} or "
+            f"{TRIALS_FILE} is missing; pass a folder under results/ that a search wrote"
+        )
+    settings = json.loads(settings_path.read_text(encoding="utf-8"))
+    trials = pd.read_parquet(trials_path)
+    metric, mode = settings["metric"], settings["mode"]
+    finished = trials[trials["status"] == FINISHED].dropna(subset=[f"last_{metric}"])
+    finished = finished.sort_values(f"last_{metric}", ascending=mode == "min").head(top)
+
+    data = DataSettings(**settings["data_settings"])
+    documents = []
+    for rank, row in enumerate(finished.to_dict("records"), start=1):
+        config_values = {
+            key.removeprefix("config."): value
+            for key, value in row.items()
+            if key.startswith("config.") and not pd.isna(value)
+        }
+        config = TrainConfig(**{**config_values, **settings["fixed"]})
+        metrics = {key: row.get(f"last_{key}") for key in METRIC_KEYS}
+        source = {
+            "experiment": settings["name"],
+            "trial_id": row["trial_id"],
+            "rank": rank,
+            "selected_by": f"last-epoch validation {metric} ({mode}) among finished trials",
+        }
+        documents.append(
+            run_config_document(
+                config, data, metrics=metrics, checksum=settings["data"]["checksum"], source=source
+            )
+        )
+    return documents
+
+
+def export_top(
+    folder: Path, top: int, fmt: Literal["yaml", "json"], output: Path | None = None
+) -> list[Path]:
+    """Write the top configs of an experiment as one file each and return their paths.
+
+    Files go to ``output`` (default ``<experiment>/exports``) as ``config_<rank>.<fmt>``.
+    """
+    documents = top_configs(folder, top)
+    target = Path(output) if output else Path(folder) / "exports"
+    paths = []
+    for document in documents:
+        path = target / f"config_{document['source']['rank']}.{fmt}"
+        if fmt == "yaml":
+            write_yaml_atomic(path, document)
+        else:
+            write_json_atomic(path, document)
+        paths.append(path)
+    return paths

@@ -1,0 +1,1 @@
+"""Ray Tune adapters: the trainable, the tuner construction and the experiment recorder."""

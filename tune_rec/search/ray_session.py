@@ -1,0 +1,65 @@
+"""Start or attach to Ray for one search, on loopback and without usage statistics."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+logger = logging.getLogger(__name__)
+
+DASHBOARD_HOST = "127.0.0.1"
+
+
+def configure_environment() -> None:
+    """Keep Ray on 127.0.0.1 and its usage statistics off, unless the user set otherwise.
+
+    Ray reads these variables when it is imported and when it starts, so this runs before the
+    first ``import ray``.
+    """
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@contextmanager
+def ray_session(
+    *,
+    address: str | None = None,
+    dashboard: bool = False,
+    num_cpus: int | None = None,
+) -> Iterator[None]:
+    """Start a local Ray (or attach to ``address``) for the duration of the block.
+
+    A Ray that is already initialised in this process is reused and left running.
+
+    Args:
+        address: ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT`` of an existing cluster; None
+            starts a local Ray with the machine's CPUs and GPUs.
+        dashboard: Start the Ray dashboard on 127.0.0.1 and log its URL (local Ray only).
+        num_cpus: CPUs of a local Ray; None takes all of the machine's.
+    """
+    configure_environment()
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+
+    kwargs: dict = {"logging_level": logging.WARNING, "log_to_driver": True}
+    if address:
+        kwargs["address"] = address
+    else:
+        kwargs.update(
+            num_cpus=num_cpus,
+            include_dashboard=dashboard,
+            dashboard_host=DASHBOARD_HOST,
+        )
+    context = ray.init(**kwargs)
+    url = getattr(context, "dashboard_url", None)
+    if dashboard and url:
+        logger.info("Ray dashboard: http://%s", url)
+    try:
+        yield
+    finally:
+        ray.shutdown()

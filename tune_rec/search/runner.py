@@ -1,0 +1,296 @@
+"""Run a search: the experiment folder, Ray, the Tuner, and what is written at the end."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tune_rec.config import DataSettings, TrainConfig
+from tune_rec.data.dataset import Dataset
+from tune_rec.errors import InvalidInputError, ResourceError, SearchFailedError
+from tune_rec.experiment import (
+    SETTINGS_FILE,
+    SPACE_FILE,
+    ExperimentLog,
+    TrialRecord,
+    plain,
+    write_json_atomic,
+    write_text_atomic,
+)
+from tune_rec.exports import run_config_document, versions, write_best_config
+from tune_rec.metrics import Evaluator
+from tune_rec.space import SearchSpace
+from tune_rec.training import Trainer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchOptions:
+    """Settings of one search run that do not belong to the search space."""
+
+    space: SearchSpace
+    space_path: Path
+    name: str | None = None
+    results_dir: Path = Path("results")
+    data_dir: Path | None = None
+    address: str | None = None
+    dashboard: bool = False
+    resume: bool = False
+    overwrite: bool = False
+    max_failures: int = 1
+    checkpoint_every: int = 5
+    progress_seconds: float = 10.0
+    write_report: bool = True
+    argv: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SearchOutcome:
+    """What a finished search produced."""
+
+    folder: Path
+    best: TrialRecord
+    best_document: dict[str, Any]
+    log: ExperimentLog
+
+
+def experiment_folder(options: SearchOptions) -> Path:
+    """Return the experiment folder, after checking that using it loses no results.
+
+    Raises:
+        InvalidInputError: the folder holds another run and neither resume nor overwrite was
+            asked, or resume was asked for a folder that holds no experiment.
+    """
+    name = options.name or _default_name(options.space)
+    folder = (Path(options.results_dir) / name).resolve()
+    exists = (folder / SETTINGS_FILE).exists()
+    if options.resume and not exists:
+        raise InvalidInputError(
+            f"--resume: {folder} holds no experiment ({SETTINGS_FILE} not found); pass the "
+            "folder of an earlier search"
+        )
+    if exists and not options.resume:
+        if not options.overwrite:
+            raise InvalidInputError(
+                f"experiment folder {folder} already exists; pass --resume to continue it, "
+                "--overwrite to replace it, or --name for a new experiment"
+            )
+        logger.warning("--overwrite: removing the earlier experiment in %s", folder)
+        shutil.rmtree(folder)
+    return folder
+
+
+def _default_name(space: SearchSpace) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{space.name or 'search'}-{stamp}"
+
+
+def fixed_values(space: SearchSpace) -> dict[str, Any]:
+    """Return the TrainConfig values that every trial of the space shares."""
+    return {
+        "seed": space.seed,
+        "max_epochs": space.max_epochs,
+        "protocol": space.protocol,
+        "normalisation": space.normalisation,
+    }
+
+
+def write_settings(folder: Path, options: SearchOptions, dataset: Dataset) -> dict[str, Any]:
+    """Write the search space as given and the resolved settings, before any trial starts."""
+    space = options.space
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(folder / SPACE_FILE, Path(options.space_path).read_text(encoding="utf-8"))
+    data = space.data
+    settings = plain(
+        {
+            "name": folder.name,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(shlex.quote(arg) for arg in ["tune-rec", *options.argv]),
+            "seed": space.seed,
+            "metric": space.metric,
+            "mode": space.mode,
+            "protocol": space.protocol,
+            "normalisation": space.normalisation,
+            "max_epochs": space.max_epochs,
+            "num_samples": space.num_samples,
+            "searcher": space.searcher.model_dump(),
+            "scheduler": space.scheduler.model_dump(),
+            "resources": space.resources.model_dump(),
+            "fixed": fixed_values(space),
+            "data_settings": data.model_dump(),
+            "data": {
+                "dataset": dataset.name,
+                "path": data.path,
+                "checksum": dataset.checksum,
+                "relevance_threshold": data.relevance_threshold,
+                "split": data.split,
+                "n_users": dataset.n_users,
+                "n_items": dataset.n_items,
+                "n_train": len(dataset.train),
+                "n_validation": len(dataset.validation),
+                "n_test": len(dataset.test),
+            },
+            "versions": versions(),
+            "space": space.model_dump(mode="json"),
+        }
+    )
+    write_json_atomic(folder / SETTINGS_FILE, settings)
+    return settings
+
+
+def resume_command(folder: Path) -> str:
+    """Return the command that continues the experiment in ``folder``."""
+    return f"tune-rec search --resume {shlex.quote(str(folder))}"
+
+
+def run_search(options: SearchOptions, dataset: Dataset) -> SearchOutcome:
+    """Run the search of ``options`` on ``dataset`` and write the experiment folder.
+
+    Raises:
+        ResourceError: the cluster cannot satisfy the per-trial resource request.
+        SearchFailedError: no trial finished.
+    """
+    from tune_rec.search.ray_session import ray_session
+    from tune_rec.search.tuner import build_tuner, restore_tuner
+
+    space = options.space
+    folder = experiment_folder(options)
+    if not options.resume:
+        write_settings(folder, options, dataset)
+    logger.info("experiment folder: %s", folder)
+
+    log = ExperimentLog.load(
+        folder, max_epochs=space.max_epochs, metric=space.metric, mode=space.mode
+    )
+    with ray_session(address=options.address, dashboard=options.dashboard):
+        check_resources(space)
+        if options.resume:
+            tuner = restore_tuner(folder, options, dataset, log)
+        else:
+            tuner = build_tuner(folder, options, dataset, log)
+        try:
+            tuner.fit()
+        except KeyboardInterrupt:
+            log.flush()
+            print(
+                f"Search interrupted. Resume it with:\n  {resume_command(folder)}", file=sys.stderr
+            )
+            raise
+    log.flush()
+    return finish_search(folder, options, dataset, log)
+
+
+def check_resources(space: SearchSpace) -> None:
+    """Fail fast when no node can run one trial; Ray alone would wait forever.
+
+    Raises:
+        ResourceError: the request names more CPUs or GPUs than the cluster has.
+    """
+    import ray
+
+    available = ray.cluster_resources()
+    resources = space.resources
+    n_cpus = available.get("CPU", 0.0)
+    n_gpus = available.get("GPU", 0.0)
+    if resources.gpus_per_trial > n_gpus:
+        raise ResourceError(
+            f"gpus_per_trial is {resources.gpus_per_trial} but the Ray cluster has {n_gpus:g} "
+            "GPUs; pass --gpus-per-trial 0 to train on CPUs, or attach to a cluster with GPUs "
+            "through --address"
+        )
+    if resources.cpus_per_trial > n_cpus:
+        raise ResourceError(
+            f"cpus_per_trial is {resources.cpus_per_trial} but the Ray cluster has {n_cpus:g} "
+            f"CPUs; pass --cpus-per-trial {max(n_cpus, 1):g} or less"
+        )
+
+
+def finish_search(
+    folder: Path, options: SearchOptions, dataset: Dataset, log: ExperimentLog
+) -> SearchOutcome:
+    """Retrain the winner without Ray, add its test metrics, and write best_config.yaml.
+
+    The retrain also checks that the winner's validation metric is reproducible.
+
+    Raises:
+        SearchFailedError: no trial finished, so there is no winner.
+    """
+    space = options.space
+    best = log.best_trial()
+    if best is None:
+        n_failed = sum(trial.status == "failed" for trial in log.trials.values())
+        raise SearchFailedError(
+            f"no trial finished ({len(log.trials)} trials, {n_failed} failed), so no "
+            f"best_config.yaml was written; see trials.parquet in {folder} for the errors, "
+            f"then resume with: {resume_command(folder)}"
+        )
+
+    config = TrainConfig(**{**best.config, **fixed_values(space)})
+    metrics = retrain_and_test(config, space.data, dataset)
+    recorded = best.epochs[max(best.epochs)][space.metric]
+    if abs(metrics[space.metric] - recorded) > 1e-6:
+        logger.warning(
+            "retraining trial %s gave validation %s %.6f, the search recorded %.6f; results "
+            "on this machine are not bit-reproducible",
+            best.trial_id,
+            space.metric,
+            metrics[space.metric],
+            recorded,
+        )
+    document = run_config_document(
+        config,
+        space.data,
+        metrics=metrics,
+        checksum=dataset.checksum,
+        source={
+            "experiment": folder.name,
+            "trial_id": best.trial_id,
+            "rank": 1,
+            "selected_by": (
+                f"last-epoch validation {space.metric} ({space.mode}) among finished trials"
+            ),
+        },
+    )
+    write_best_config(folder, document)
+    log.test_metrics[best.trial_id] = {
+        key: value for key, value in metrics.items() if key.startswith("test_")
+    }
+    log.flush()
+    if options.write_report:
+        _write_report(folder)
+    return SearchOutcome(folder, best, document, log)
+
+
+def retrain_and_test(
+    config: TrainConfig, data: DataSettings, dataset: Dataset
+) -> dict[str, float]:
+    """Train ``config`` to its full budget and return validation and ``test_`` metrics."""
+    trainer = Trainer(config, dataset, data)
+    record = trainer.fit()
+    test = Evaluator(
+        dataset,
+        split="test",
+        relevance_threshold=data.relevance_threshold,
+        normalisation=config.normalisation,
+    )
+    test_metrics = trainer.evaluate(test)
+    metrics = dict(record.metrics)
+    metrics.update({f"test_{key}": value for key, value in test_metrics.items()})
+    return metrics
+
+
+def _write_report(folder: Path) -> None:
+    try:
+        from tune_rec.report import write_report
+    except ImportError:
+        logger.warning("the report module is not available; report.html was not written")
+        return
+    path = write_report(folder)
+    logger.info("report written to %s", path)

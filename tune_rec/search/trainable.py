@@ -1,0 +1,67 @@
+"""The Ray Tune function trainable: a thin adapter around :class:`tune_rec.training.Trainer`."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from ray import tune
+
+from tune_rec.config import DataSettings, TrainConfig
+from tune_rec.data.dataset import Dataset
+from tune_rec.training import Trainer
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "trainer.pt"
+
+
+def train_trial(
+    config: dict[str, Any],
+    *,
+    dataset: Dataset,
+    fixed: dict[str, Any],
+    data: dict[str, Any],
+    checkpoint_every: int,
+) -> None:
+    """Train one trial and report every epoch's alpha, losses and validation metrics to Tune.
+
+    Args:
+        config: The sampled config (keys of TrainConfig).
+        dataset: The split ratings, shared by every trial through Ray's object store.
+        fixed: Experiment-wide TrainConfig values: seed, max_epochs, protocol, normalisation.
+        data: DataSettings as a dict.
+        checkpoint_every: Epochs between checkpoints; the last epoch is always checkpointed.
+    """
+    train_config = TrainConfig(**{**config, **fixed})
+    device = "cuda" if torch.cuda.is_available() and _assigned_gpus() > 0 else "cpu"
+    trainer = Trainer(train_config, dataset, DataSettings(**data), device=device)
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            state = torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=True)
+        trainer.load_state_dict(state)
+        logger.info("trial resumes from its checkpoint at epoch %d", trainer.epoch)
+
+    for record in trainer.epochs():
+        metrics = {**record.as_dict(), "device": device}
+        last = trainer.epoch >= train_config.max_epochs
+        if last or trainer.epoch % checkpoint_every == 0:
+            with tempfile.TemporaryDirectory() as folder:
+                torch.save(trainer.state_dict(), Path(folder) / CHECKPOINT_FILE)
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        else:
+            tune.report(metrics)
+
+
+def _assigned_gpus() -> int:
+    import ray
+
+    try:
+        return len(ray.get_gpu_ids())
+    except RuntimeError:
+        return 0

@@ -1,0 +1,125 @@
+"""Build Ray Tune's Tuner from a search space: searcher, scheduler, resources, storage."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import optuna
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+
+from tune_rec.data.dataset import Dataset
+from tune_rec.experiment import ExperimentLog
+from tune_rec.search.optuna_searcher import TrialAwareOptunaSearch
+from tune_rec.search.recorder import ExperimentRecorder
+from tune_rec.search.runner import SearchOptions, fixed_values
+from tune_rec.search.trainable import train_trial
+from tune_rec.space import SearchSpace
+
+logger = logging.getLogger(__name__)
+
+
+def build_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
+    """Return the Optuna sampler of the space's searcher type, seeded with the space's seed."""
+    searcher = space.searcher
+    if searcher.type == "random":
+        return optuna.samplers.RandomSampler(seed=space.seed)
+    if searcher.type == "grid":
+        return optuna.samplers.GridSampler(space.grid(), seed=space.seed)
+    return optuna.samplers.TPESampler(
+        seed=space.seed, n_startup_trials=searcher.n_startup_trials, multivariate=True
+    )
+
+
+def build_searcher(space: SearchSpace) -> TrialAwareOptunaSearch:
+    """Return the define-by-run Optuna searcher of the space."""
+    return TrialAwareOptunaSearch(
+        max_epochs=space.max_epochs,
+        space=space.define_by_run,
+        metric=space.metric,
+        mode=space.mode,
+        sampler=build_sampler(space),
+    )
+
+
+def build_scheduler(space: SearchSpace) -> TrialScheduler:
+    """Return ASHA over epochs, or FIFO (every trial to the full budget).
+
+    Metric and mode are set on the TuneConfig only: Ray rejects them on both.
+    """
+    scheduler = space.scheduler
+    if scheduler.type == "fifo":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="training_iteration",
+        max_t=space.max_epochs,
+        grace_period=min(scheduler.grace_period, space.max_epochs),
+        reduction_factor=scheduler.reduction_factor,
+    )
+
+
+def build_trainable(options: SearchOptions, dataset: Dataset) -> Any:
+    """Return the trainable with the dataset put into Ray's object store once."""
+    space = options.space
+    resources = space.resources
+    trainable = tune.with_parameters(
+        train_trial,
+        dataset=dataset,
+        fixed=fixed_values(space),
+        data=space.data.model_dump(),
+        checkpoint_every=options.checkpoint_every,
+    )
+    return tune.with_resources(
+        trainable, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
+    )
+
+
+def run_config(folder: Path, options: SearchOptions, log: ExperimentLog) -> tune.RunConfig:
+    """Return the RunConfig that stores Ray's experiment state inside the experiment folder."""
+    return tune.RunConfig(
+        name=folder.name,
+        storage_path=str(folder.parent),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        failure_config=tune.FailureConfig(max_failures=options.max_failures),
+        callbacks=[ExperimentRecorder(log, progress_seconds=options.progress_seconds)],
+        verbose=0,
+    )
+
+
+def build_tuner(
+    folder: Path, options: SearchOptions, dataset: Dataset, log: ExperimentLog
+) -> tune.Tuner:
+    """Return a new Tuner for the search of ``options``."""
+    space = options.space
+    num_samples = space.num_samples
+    if space.searcher.type == "grid":
+        num_samples = space.n_grid_points()
+    tune_config = tune.TuneConfig(
+        metric=space.metric,
+        mode=space.mode,
+        search_alg=build_searcher(space),
+        scheduler=build_scheduler(space),
+        num_samples=num_samples,
+        max_concurrent_trials=space.resources.max_concurrent_trials,
+        reuse_actors=True,
+    )
+    return tune.Tuner(
+        build_trainable(options, dataset),
+        tune_config=tune_config,
+        run_config=run_config(folder, options, log),
+    )
+
+
+def restore_tuner(
+    folder: Path, options: SearchOptions, dataset: Dataset, log: ExperimentLog
+) -> tune.Tuner:
+    """Return the Tuner of an interrupted search, with its searcher and scheduler state."""
+    return tune.Tuner.restore(
+        str(folder),
+        trainable=build_trainable(options, dataset),
+        resume_errored=True,
+        restart_errored=False,
+        param_space=None,
+    )
