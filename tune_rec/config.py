@@ -64,8 +64,11 @@ class TrainConfig(BaseModel):
     beta: float = Field(0.1, ge=0.0)
     """Weight of the ranking loss."""
     ranking_loss: Literal["bpr"] = "bpr"
-    l2: float = Field(1e-5, ge=0.0)
-    """Weight of the squared norms of the batch's embeddings and biases."""
+    l2: float = Field(0.05, ge=0.0)
+    """Weight of the squared norms of the batch's embeddings and biases, per rating.
+
+    Matrix factorisation on MovieLens-100K overfits within a few epochs below about 0.01.
+    """
     lr: float = Field(0.01, gt=0.0)
     """Adam learning rate."""
     embedding_dim: int = Field(64, ge=1)

@@ -14,6 +14,15 @@ from torch.nn import functional as F
 
 
 @dataclass(frozen=True)
+class LossWeights:
+    """Weights of the target loss: ``alpha * embedding + beta * ranking + l2 * regularisation``."""
+
+    alpha: float
+    beta: float
+    l2: float
+
+
+@dataclass(frozen=True)
 class BatchLosses:
     """The loss components of one batch, as differentiable scalars."""
 
@@ -96,3 +105,72 @@ class JointLossModel(nn.Module):
             + negative_b.square().sum()
         )
         return BatchLosses(embedding, ranking, squared / users.shape[0])
+
+    @torch.no_grad()
+    def accumulate_gradients(
+        self,
+        users: torch.Tensor,
+        items: torch.Tensor,
+        ratings: torch.Tensor,
+        negatives: torch.Tensor,
+        weights: LossWeights,
+    ) -> torch.Tensor:
+        """Write the gradient of the batch's target loss into each parameter's ``.grad``.
+
+        The gradient is the one that autograd gives for :meth:`batch_losses` combined with
+        ``weights``, written in closed form: autograd's backward of an embedding lookup fills a
+        zero tensor of the whole table once per lookup, and those fills dominate an epoch.
+
+        Returns:
+            The embedding, ranking and target loss of the batch, as one tensor of 3 values.
+        """
+        n = users.shape[0]
+        user_vec = self.user_factors.index_select(0, users)
+        item_and_negative = torch.cat((items, negatives))
+        item_rows = self.item_factors.index_select(0, item_and_negative)
+        item_vec, negative_vec = item_rows[:n], item_rows[n:]
+        user_b = self.user_bias.index_select(0, users)
+        item_rows_b = self.item_bias.index_select(0, item_and_negative)
+        item_b, negative_b = item_rows_b[:n], item_rows_b[n:]
+
+        error = self.global_mean + user_b + item_b + (user_vec * item_vec).sum(dim=1) - ratings
+        difference = item_b - negative_b + (user_vec * (item_vec - negative_vec)).sum(dim=1)
+        embedding = error.square().mean()
+        ranking = -F.logsigmoid(difference).mean()
+        squared = (
+            user_vec.square().sum() + item_rows.square().sum()
+            + user_b.square().sum() + item_rows_b.square().sum()
+        )
+        target = weights.alpha * embedding + weights.beta * ranking + weights.l2 * squared / n
+
+        # Derivatives of the target with respect to each pair's error and score difference.
+        d_error = (2.0 * weights.alpha / n) * error
+        d_difference = (-weights.beta / n) * torch.sigmoid(-difference)
+        decay = 2.0 * weights.l2 / n
+
+        d_user = (
+            (d_error + d_difference).unsqueeze(1) * item_vec
+            - d_difference.unsqueeze(1) * negative_vec
+            + decay * user_vec
+        )
+        d_item = torch.cat(
+            (
+                (d_error + d_difference).unsqueeze(1) * user_vec,
+                -d_difference.unsqueeze(1) * user_vec,
+            )
+        ) + decay * item_rows
+        d_user_b = d_error + decay * user_b
+        d_item_b = torch.cat((d_error + d_difference, -d_difference)) + decay * item_rows_b
+
+        for parameter, index, values in (
+            (self.user_factors, users, d_user),
+            (self.item_factors, item_and_negative, d_item),
+            (self.user_bias, users, d_user_b),
+            (self.item_bias, item_and_negative, d_item_b),
+        ):
+            if parameter.grad is None:
+                parameter.grad = torch.zeros_like(parameter)
+            else:
+                parameter.grad.zero_()
+            parameter.grad.index_add_(0, index, values)
+        return torch.stack((embedding, ranking, target))
