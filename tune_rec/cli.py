@@ -309,6 +309,7 @@ def _search(args: argparse.Namespace, argv: list[str]) -> int:
         checkpoint_every=args.checkpoint_every,
         progress_seconds=0.0 if args.quiet else 10.0,
         write_report=not args.no_report,
+        log_to_driver=args.verbose > 0,
         argv=argv,
     )
     outcome = run_search(options, dataset)

@@ -33,15 +33,15 @@ def versions() -> dict[str, str]:
     found = {
         "tune_rec": __version__,
         "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "optuna": optuna.__version__,
-        "pandas": pd.__version__,
+        "torch": str(torch.__version__),
+        "numpy": str(numpy.__version__),
+        "optuna": str(optuna.__version__),
+        "pandas": str(pd.__version__),
     }
     try:
         import ray
 
-        found["ray"] = ray.__version__
+        found["ray"] = str(ray.__version__)
     except ImportError:
         pass
     return found

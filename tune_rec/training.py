@@ -136,9 +136,10 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, fused=True)
 
         train = dataset.train
-        self._users = torch.as_tensor(train.users, dtype=torch.int64)
-        self._items = torch.as_tensor(train.items, dtype=torch.int64)
-        self._ratings = torch.as_tensor(train.ratings, dtype=torch.float32)
+        # Copies: arrays from Ray's object store are read-only, which torch does not support.
+        self._users = torch.tensor(train.users, dtype=torch.int64)
+        self._items = torch.tensor(train.items, dtype=torch.int64)
+        self._ratings = torch.tensor(train.ratings, dtype=torch.float32)
         self._positive_keys = torch.sort(self._users * dataset.n_items + self._items).values
         other = "full" if config.protocol == "rated" else "rated"
         self._protocols = (config.protocol, other)

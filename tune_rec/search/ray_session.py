@@ -20,6 +20,8 @@ def configure_environment() -> None:
     """
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Keeping few checkpoints makes Tune snapshot its state often, and warn each time.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
 @contextmanager
@@ -28,6 +30,7 @@ def ray_session(
     address: str | None = None,
     dashboard: bool = False,
     num_cpus: int | None = None,
+    log_to_driver: bool = False,
 ) -> Iterator[None]:
     """Start a local Ray (or attach to ``address``) for the duration of the block.
 
@@ -38,6 +41,8 @@ def ray_session(
             starts a local Ray with the machine's CPUs and GPUs.
         dashboard: Start the Ray dashboard on 127.0.0.1 and log its URL (local Ray only).
         num_cpus: CPUs of a local Ray; None takes all of the machine's.
+        log_to_driver: Forward the trials' own output (Ray's checkpoint notices, warnings) to
+            this process's stderr. Trial errors reach the log either way.
     """
     configure_environment()
     import ray
@@ -46,7 +51,7 @@ def ray_session(
         yield
         return
 
-    kwargs: dict = {"logging_level": logging.WARNING, "log_to_driver": True}
+    kwargs: dict = {"logging_level": logging.WARNING, "log_to_driver": log_to_driver}
     if address:
         kwargs["address"] = address
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shlex
 import shutil
@@ -48,6 +49,7 @@ class SearchOptions:
     checkpoint_every: int = 5
     progress_seconds: float = 10.0
     write_report: bool = True
+    log_to_driver: bool = False
     argv: list[str] = field(default_factory=list)
 
 
@@ -169,7 +171,15 @@ def run_search(options: SearchOptions, dataset: Dataset) -> SearchOutcome:
     log = ExperimentLog.load(
         folder, max_epochs=space.max_epochs, metric=space.metric, mode=space.mode
     )
-    with ray_session(address=options.address, dashboard=options.dashboard):
+    # Ray Tune prints its own tables to stdout; stdout is kept for the command's results.
+    with (
+        ray_session(
+            address=options.address,
+            dashboard=options.dashboard,
+            log_to_driver=options.log_to_driver,
+        ),
+        contextlib.redirect_stdout(sys.stderr),
+    ):
         check_resources(space)
         if options.resume:
             tuner = restore_tuner(folder, options, dataset, log)

@@ -81,7 +81,7 @@ def run_config(folder: Path, options: SearchOptions, log: ExperimentLog) -> tune
     return tune.RunConfig(
         name=folder.name,
         storage_path=str(folder.parent),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
         callbacks=[ExperimentRecorder(log, progress_seconds=options.progress_seconds)],
         verbose=0,
@@ -102,6 +102,7 @@ def build_tuner(
         search_alg=build_searcher(space),
         scheduler=build_scheduler(space),
         num_samples=num_samples,
+        trial_dirname_creator=_trial_dirname,
         max_concurrent_trials=space.resources.max_concurrent_trials,
         reuse_actors=True,
     )
@@ -123,3 +124,8 @@ def restore_tuner(
         restart_errored=False,
         param_space=None,
     )
+
+
+def _trial_dirname(trial: Any) -> str:
+    """Name a trial's folder by its id; Ray's default name spells out the whole config."""
+    return f"trial_{trial.trial_id}"
