@@ -162,6 +162,12 @@ def run_search(options: SearchOptions, dataset: Dataset) -> SearchOutcome:
     from tune_rec.search.ray_session import ray_session
     from tune_rec.search.tuner import build_tuner, restore_tuner
 
+    import optuna
+
+    # Optuna logs every study it creates at INFO; tune-rec logs the trials itself.
+    if not logger.isEnabledFor(logging.DEBUG):
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+
     space = options.space
     folder = experiment_folder(options)
     if not options.resume:

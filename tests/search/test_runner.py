@@ -1,0 +1,188 @@
+"""A real search end to end: Ray, Optuna, ASHA and PyTorch on MovieLens-100K, tiny budget."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import yaml
+
+from tune_rec.cli import main
+from tune_rec.errors import ResourceError
+from tune_rec.search.runner import check_resources
+from tune_rec.space import parse_search_space
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+TINY_SPACE = """
+name: tiny
+max_epochs: 4
+num_samples: 5
+seed: 3
+searcher: {type: tpe, n_startup_trials: 2}
+scheduler: {type: asha, grace_period: 1, reduction_factor: 2}
+resources: {cpus_per_trial: 1}
+params:
+  schedule: {distribution: choice, values: [fixed, increase]}
+  alpha: {distribution: uniform, low: 0.5, high: 1.5, when: {schedule: fixed}}
+  alpha_start: {value: 0.1, when: {schedule: increase}}
+  alpha_end: {distribution: uniform, low: 0.5, high: 1.5, when: {schedule: increase}}
+  lr: {distribution: loguniform, low: 0.003, high: 0.03}
+  embedding_dim: 16
+"""
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory, ml100k_dir, ray_local):
+    folder = tmp_path_factory.mktemp("search")
+    space = folder / "tiny.yaml"
+    space.write_text(TINY_SPACE)
+    code = main(
+        [
+            "search",
+            "--space",
+            str(space),
+            "--results-dir",
+            str(folder / "results"),
+            "--name",
+            "tiny",
+            "--no-report",
+        ]
+    )
+    assert code == 0
+    return folder / "results" / "tiny"
+
+
+def test_folder_holds_every_file(experiment):
+    for name in (
+        "search_space.yaml",
+        "settings.json",
+        "trials.parquet",
+        "epochs.parquet",
+        "best_config.yaml",
+    ):
+        assert (experiment / name).is_file(), name
+
+
+def test_one_epoch_row_per_epoch_run(experiment):
+    trials = pd.read_parquet(experiment / "trials.parquet")
+    epochs = pd.read_parquet(experiment / "epochs.parquet")
+    assert len(trials) == 5
+    counts = epochs.groupby("trial_id").size()
+    for row in trials.itertuples():
+        assert counts[row.trial_id] == row.n_epochs
+        assert sorted(epochs[epochs.trial_id == row.trial_id].epoch) == list(range(row.n_epochs))
+    for column in ("alpha", "loss_embedding", "loss_ranking", "loss_target", "map@10"):
+        assert epochs[column].notna().all(), column
+
+
+def test_stopped_trials_are_marked(experiment):
+    trials = pd.read_parquet(experiment / "trials.parquet")
+    stopped = trials[trials.stopped_early]
+    assert len(stopped) >= 1
+    assert (stopped.n_epochs < 4).all()
+    assert (stopped.status == "stopped").all()
+    assert (trials[trials.status == "finished"].n_epochs == 4).all()
+
+
+def test_conditional_params_only_where_they_apply(experiment):
+    trials = pd.read_parquet(experiment / "trials.parquet")
+    fixed = trials[trials["config.schedule"] == "fixed"]
+    increase = trials[trials["config.schedule"] == "increase"]
+    assert fixed["config.alpha_end"].isna().all()
+    assert increase["config.alpha"].isna().all()
+    assert fixed["config.alpha"].notna().all()
+
+
+def test_alpha_spans_full_budget_in_stopped_trials(experiment):
+    epochs = pd.read_parquet(experiment / "epochs.parquet")
+    trials = pd.read_parquet(experiment / "trials.parquet").set_index("trial_id")
+    for trial_id, rows in epochs.groupby("trial_id"):
+        if trials.loc[trial_id, "config.schedule"] != "increase":
+            continue
+        end = trials.loc[trial_id, "config.alpha_end"]
+        expected = [0.1 + (end - 0.1) * t / 3 for t in rows.epoch]
+        assert rows.alpha.tolist() == pytest.approx(expected)
+
+
+def test_best_config_is_plain_and_retrains(experiment, capsys):
+    path = experiment / "best_config.yaml"
+    document = yaml.safe_load(path.read_text())
+    assert document["config"]["max_epochs"] == 4
+    assert document["seed"] == 3
+    assert len(document["data_checksum"]) == 64
+    assert "test_map@10" in document["metrics"]
+    recorded = document["metrics"]["map@10"]
+
+    capsys.readouterr()
+    assert main(["train", "--config", str(path)]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert math.isclose(printed["validation"]["map@10"], recorded, abs_tol=1e-6)
+    assert abs(printed["difference_map@10"]) <= 1e-6
+
+
+def test_best_is_best_finished_on_validation(experiment):
+    trials = pd.read_parquet(experiment / "trials.parquet")
+    document = yaml.safe_load((experiment / "best_config.yaml").read_text())
+    finished = trials[trials.status == "finished"]
+    best = finished.loc[finished["last_map@10"].idxmax()]
+    assert document["source"]["trial_id"] == best.trial_id
+    assert best["test_map@10"] == pytest.approx(document["metrics"]["test_map@10"])
+
+
+def test_export_top_configs(experiment, tmp_path, capsys):
+    assert (
+        main(
+            [
+                "export",
+                str(experiment),
+                "--top",
+                "2",
+                "--format",
+                "json",
+                "--output",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+    written = sorted(tmp_path.glob("config_*.json"))
+    assert [p.name for p in written][0] == "config_1.json"
+    import json
+
+    first = json.loads(written[0].read_text())
+    assert first["source"]["rank"] == 1
+    assert main(["train", "--config", str(written[0])]) == 0
+
+
+def test_existing_name_rejected(experiment, capsys):
+    space = experiment / "search_space.yaml"
+    code = main(
+        [
+            "search",
+            "--space",
+            str(space),
+            "--results-dir",
+            str(experiment.parent),
+            "--name",
+            "tiny",
+            "--no-report",
+        ]
+    )
+    assert code == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_gpu_request_without_gpus_fails_fast(ray_local):
+    space = parse_search_space(
+        yaml.safe_load(TINY_SPACE) | {"resources": {"cpus_per_trial": 1, "gpus_per_trial": 1}}
+    )
+    with pytest.raises(ResourceError, match="gpus_per_trial is 1.0 but the Ray cluster has 0"):
+        check_resources(space)
+
+
+def test_too_many_cpus_fails_fast(ray_local):
+    space = parse_search_space(yaml.safe_load(TINY_SPACE) | {"resources": {"cpus_per_trial": 8}})
+    with pytest.raises(ResourceError, match="cpus_per_trial is 8.0 but the Ray cluster has 2"):
+        check_resources(space)
