@@ -159,10 +159,10 @@ def run_search(options: SearchOptions, dataset: Dataset) -> SearchOutcome:
         ResourceError: the cluster cannot satisfy the per-trial resource request.
         SearchFailedError: no trial finished.
     """
+    import optuna
+
     from tune_rec.search.ray_session import ray_session
     from tune_rec.search.tuner import build_tuner, restore_tuner
-
-    import optuna
 
     # Optuna logs every study it creates at INFO; tune-rec logs the trials itself.
     if not logger.isEnabledFor(logging.DEBUG):
