@@ -156,10 +156,17 @@ class ExperimentLog:
         return log
 
     def add_result(self, trial_id: str, config: dict[str, Any], result: dict[str, Any]) -> None:
-        """Record one epoch's result of a trial."""
+        """Record one epoch's result of a trial.
+
+        A result with an ``error`` key is the trial's last word: it failed, for example on a
+        NaN loss, and the result holds no epoch to record.
+        """
         trial = self.trials.setdefault(trial_id, TrialRecord(trial_id, dict(config)))
         if not trial.config:
             trial.config = dict(config)
+        if result.get("error"):
+            trial.status, trial.error = FAILED, str(result["error"])
+            return
         trial.status = RUNNING
         row = {key: result[key] for key in result if _is_epoch_column(key)}
         trial.epochs[int(result["epoch"])] = row
@@ -167,6 +174,8 @@ class ExperimentLog:
     def complete(self, trial_id: str, config: dict[str, Any], error: str | None = None) -> None:
         """Mark a trial as finished, stopped early or failed."""
         trial = self.trials.setdefault(trial_id, TrialRecord(trial_id, dict(config)))
+        if error is None and trial.status == FAILED:
+            return
         if error is not None:
             trial.status, trial.error = FAILED, error
         elif len(trial.epochs) >= self.max_epochs:

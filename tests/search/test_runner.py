@@ -186,3 +186,65 @@ def test_too_many_cpus_fails_fast(ray_local):
     space = parse_search_space(yaml.safe_load(TINY_SPACE) | {"resources": {"cpus_per_trial": 8}})
     with pytest.raises(ResourceError, match="cpus_per_trial is 8.0 but the Ray cluster has 2"):
         check_resources(space)
+
+
+DIVERGING_SPACE = """
+name: diverging
+max_epochs: 2
+seed: 0
+searcher: {type: grid}
+scheduler: {type: fifo}
+params:
+  schedule: fixed
+  alpha: 1.0
+  lr: {distribution: grid, values: [0.01, 1.0e+20]}
+  embedding_dim: 8
+"""
+
+
+def test_nan_trial_fails_and_search_goes_on(tmp_path, ml100k_dir, ray_local, capsys):
+    space = tmp_path / "diverging.yaml"
+    space.write_text(DIVERGING_SPACE)
+    code = main(
+        [
+            "search",
+            "--space",
+            str(space),
+            "--results-dir",
+            str(tmp_path),
+            "--name",
+            "nan",
+            "--no-report",
+        ]
+    )
+    assert code == 0
+    trials = pd.read_parquet(tmp_path / "nan" / "trials.parquet").set_index("config.lr")
+    failed = trials.loc[1e20]
+    assert failed.status == "failed"
+    assert "became" in failed.error
+    assert "at epoch 0" in failed.error
+    assert trials.loc[0.01].status == "finished"
+    document = yaml.safe_load((tmp_path / "nan" / "best_config.yaml").read_text())
+    assert document["config"]["lr"] == 0.01
+    assert "failed" in capsys.readouterr().err
+
+
+def test_no_finished_trial_exits_non_zero(tmp_path, ml100k_dir, ray_local, capsys):
+    space = tmp_path / "diverging.yaml"
+    space.write_text(DIVERGING_SPACE.replace("[0.01, 1.0e+20]", "[1.0e+20, 1.0e+21]"))
+    code = main(
+        [
+            "search",
+            "--space",
+            str(space),
+            "--results-dir",
+            str(tmp_path),
+            "--name",
+            "all-nan",
+            "--no-report",
+        ]
+    )
+    assert code == 1
+    assert "no trial finished" in capsys.readouterr().err
+    assert not (tmp_path / "all-nan" / "best_config.yaml").exists()
+    assert (tmp_path / "all-nan" / "trials.parquet").exists()

@@ -54,9 +54,14 @@ class TrialAwareOptunaSearch(OptunaSearch):
             state, value = TrialState.PRUNED, None
         else:
             state = TrialState.COMPLETE
-        self._ot_study.tell(ot_trial, value, state=state)
-        logger.debug("told Optuna trial %s: %s", trial_id, state.name)
         self._completed_trials.add(trial_id)
+        try:
+            self._ot_study.tell(ot_trial, value, state=state)
+        except RuntimeError as error:
+            # Optuna's GridSampler stops the study after the last grid point, which raises
+            # outside study.optimize (Optuna 5.1) once the trial is already recorded.
+            logger.debug("Optuna after telling trial %s: %s", trial_id, error)
+        logger.debug("told Optuna trial %s: %s", trial_id, state.name)
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         value = result.get(self.metric)

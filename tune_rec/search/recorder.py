@@ -44,12 +44,18 @@ class ExperimentRecorder(Callback):
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
         self.log.add_result(trial.trial_id, trial.config, result)
+        if result.get("error"):
+            logger.error("trial %s failed: %s", trial.trial_id, result["error"])
+            self.flush()
+            return
         self._maybe_flush()
         self._maybe_progress()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.log.complete(trial.trial_id, trial.config)
         record = self.log.trials[trial.trial_id]
+        if record.status == FAILED:
+            return
         verb = {FINISHED: "finished", STOPPED: "stopped by the scheduler"}[record.status]
         value = _last_metric(record, self.log.metric)
         logger.info(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from ray import tune
 
 from tune_rec.config import DataSettings, TrainConfig
 from tune_rec.data.dataset import Dataset
+from tune_rec.errors import NonFiniteLossError
 from tune_rec.training import Trainer
 
 logger = logging.getLogger(__name__)
@@ -26,6 +28,7 @@ def train_trial(
     fixed: dict[str, Any],
     data: dict[str, Any],
     checkpoint_every: int,
+    metric: str,
 ) -> None:
     """Train one trial and report every epoch's alpha, losses and validation metrics to Tune.
 
@@ -35,6 +38,7 @@ def train_trial(
         fixed: Experiment-wide TrainConfig values: seed, max_epochs, protocol, normalisation.
         data: DataSettings as a dict.
         checkpoint_every: Epochs between checkpoints; the last epoch is always checkpointed.
+        metric: The search metric, reported as NaN when the trial fails on a non-finite loss.
     """
     train_config = TrainConfig(**{**config, **fixed})
     device = "cuda" if torch.cuda.is_available() and _assigned_gpus() > 0 else "cpu"
@@ -47,6 +51,17 @@ def train_trial(
         trainer.load_state_dict(state)
         logger.info("trial resumes from its checkpoint at epoch %d", trainer.epoch)
 
+    try:
+        _train_and_report(trainer, train_config, device, checkpoint_every)
+    except NonFiniteLossError as error:
+        # Reported rather than raised: retrying a deterministic divergence from a checkpoint
+        # would diverge again. The result marks the trial failed and carries no epoch row.
+        tune.report({"epoch": trainer.epoch, metric: math.nan, "error": str(error)})
+
+
+def _train_and_report(
+    trainer: Trainer, train_config: TrainConfig, device: str, checkpoint_every: int
+) -> None:
     for record in trainer.epochs():
         metrics = {**record.as_dict(), "device": device}
         last = trainer.epoch >= train_config.max_epochs

@@ -70,6 +70,7 @@ def build_trainable(options: SearchOptions, dataset: Dataset) -> Any:
         fixed=fixed_values(space),
         data=space.data.model_dump(),
         checkpoint_every=options.checkpoint_every,
+        metric=space.metric,
     )
     return tune.with_resources(
         trainable, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
