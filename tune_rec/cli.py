@@ -25,7 +25,15 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose usage errors exit with code 2 and a hint to --help."""
+    """ArgumentParser whose usage errors exit with code 2 and a hint to --help.
+
+    Abbreviated flags are rejected, so that a mistyped flag is an error rather than a
+    silent match of another flag.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)

@@ -1,0 +1,121 @@
+"""The command line: help, exit codes, stdout for results and stderr for logs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tune_rec.cli import build_parser, main
+
+
+@pytest.mark.parametrize(
+    "command", [["search"], ["train"], ["export"], ["report"], ["data", "fetch"], ["data", "info"]]
+)
+def test_help_of_each_subcommand(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: tune-rec" in capsys.readouterr().out
+
+
+def test_search_help_gives_units(capsys):
+    with pytest.raises(SystemExit):
+        main(["search", "--help"])
+    text = capsys.readouterr().out
+    assert "in epochs" in text
+    assert "GPUs per trial" in text
+
+
+def test_unknown_flag_is_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["search", "--space", "x.yaml", "--num-sample", "3"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --num-sample" in capsys.readouterr().err
+
+
+def test_zero_samples_rejected(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["search", "--space", "x.yaml", "--num-samples", "0"])
+    assert exit_info.value.code == 2
+    assert "must be at least 1; got 0" in capsys.readouterr().err
+
+
+def test_missing_space_file_exit_2(tmp_path, capsys):
+    code = main(["search", "--space", str(tmp_path / "none.yaml")])
+    assert code == 2
+    assert "none.yaml" in capsys.readouterr().err
+
+
+def test_search_needs_space_or_resume(capsys):
+    assert main(["search"]) == 2
+    assert "--space" in capsys.readouterr().err
+
+
+def test_invalid_space_exit_2_before_ray(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("params:\n  lr: {distribution: loguniform, low: 0, high: 0.1}\n")
+    assert main(["search", "--space", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "params.lr" in err
+    assert "ray" not in sys.modules or "Ray" not in err
+
+
+def test_train_missing_config_exit_2(tmp_path, capsys):
+    assert main(["train", "--config", str(tmp_path / "best.yaml")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_train_invalid_config_exit_2(tmp_path, capsys):
+    path = tmp_path / "best.yaml"
+    path.write_text(
+        yaml.safe_dump({"config": {"schedule": "increase", "alpha_start": 1.0, "alpha_end": 0.5}})
+    )
+    assert main(["train", "--config", str(path)]) == 2
+    assert "alpha_start < alpha_end" in capsys.readouterr().err
+
+
+def test_export_of_non_experiment_exit_2(tmp_path, capsys):
+    assert main(["export", str(tmp_path)]) == 2
+    assert "not an experiment folder" in capsys.readouterr().err
+
+
+def test_data_info_prints_yaml(ml100k_dir, capsys):
+    assert main(["data", "info", "--data-dir", str(ml100k_dir)]) == 0
+    captured = capsys.readouterr()
+    document = yaml.safe_load(captured.out)
+    assert document["n_users"] == 943
+    assert document["checksum"].startswith("06416e59")
+    assert "Using the verified copy" in captured.err
+
+
+def test_data_info_missing_file_exit_2(tmp_path, capsys):
+    assert main(["data", "info", "--data", str(tmp_path / "ratings.csv")]) == 2
+    assert "ratings.csv" in capsys.readouterr().err
+
+
+def test_train_small_config(ml100k_dir, tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        yaml.safe_dump({"config": {"alpha": 1.0, "max_epochs": 2, "embedding_dim": 8}})
+    )
+    assert main(["-q", "train", "--config", str(path), "--test"]) == 0
+    document = yaml.safe_load(capsys.readouterr().out)
+    assert 0.5 < document["validation"]["map@10"] < 1.0
+    assert "map@10" in document["test"]
+
+
+def test_console_script_installed():
+    result = subprocess.run(
+        [sys.executable, "-m", "tune_rec", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("tune-rec ")
+
+
+def test_parser_rejects_unknown_subcommand(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["tune"])
+    assert exit_info.value.code == 2
