@@ -29,3 +29,9 @@ class NonFiniteLossError(TuneRecError, FloatingPointError):
 
 class SearchFailedError(TuneRecError):
     """A search that ended without any trial that finished."""
+
+
+class SearchInterruptedError(TuneRecError):
+    """A search stopped by the user (Ctrl-C) before every trial ended; it can be resumed."""
+
+    exit_code = 130

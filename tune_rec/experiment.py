@@ -123,6 +123,9 @@ class ExperimentLog:
         self.trials: dict[str, TrialRecord] = {}
         # Test-split metrics, computed only for finished winners.
         self.test_metrics: dict[str, dict[str, float]] = {}
+        # Trials that had ended when this log was loaded from disk. After a resume, Ray may
+        # restart such a trial; its further results are ignored and its status kept.
+        self.closed: set[str] = set()
 
     @classmethod
     def load(cls, folder: Path, *, max_epochs: int, metric: str, mode: str) -> ExperimentLog:
@@ -140,6 +143,8 @@ class ExperimentLog:
                 log.trials[row["trial_id"]] = TrialRecord(
                     row["trial_id"], config, row["status"], row.get("error")
                 )
+                if row["status"] in (FINISHED, STOPPED, FAILED):
+                    log.closed.add(row["trial_id"])
                 tests = {
                     key: value
                     for key, value in row.items()
@@ -161,6 +166,8 @@ class ExperimentLog:
         A result with an ``error`` key is the trial's last word: it failed, for example on a
         NaN loss, and the result holds no epoch to record.
         """
+        if trial_id in self.closed:
+            return
         trial = self.trials.setdefault(trial_id, TrialRecord(trial_id, dict(config)))
         if not trial.config:
             trial.config = dict(config)
@@ -173,6 +180,8 @@ class ExperimentLog:
 
     def complete(self, trial_id: str, config: dict[str, Any], error: str | None = None) -> None:
         """Mark a trial as finished, stopped early or failed."""
+        if trial_id in self.closed:
+            return
         trial = self.trials.setdefault(trial_id, TrialRecord(trial_id, dict(config)))
         if error is None and trial.status == FAILED:
             return
@@ -182,6 +191,10 @@ class ExperimentLog:
             trial.status, trial.error = FINISHED, None
         else:
             trial.status, trial.error = STOPPED, None
+
+    def n_ended(self) -> int:
+        """Return the number of trials that finished, were stopped or failed."""
+        return sum(t.status in (FINISHED, STOPPED, FAILED) for t in self.trials.values())
 
     def epochs_frame(self) -> pd.DataFrame:
         """Return one row per trial and epoch, ordered by trial and epoch."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
+from ray.tune.stopper import Stopper
 
 from tune_rec.experiment import FAILED, FINISHED, STOPPED, ExperimentLog
 
@@ -36,6 +37,19 @@ class ExperimentRecorder(Callback):
         self.progress_seconds = progress_seconds
         self._last_flush = 0.0
         self._last_progress = time.monotonic()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks into the experiment state. The tables are not pickled:
+        # on a resume they are read back from the experiment folder, which is up to date.
+        state = self.__dict__.copy()
+        log = state.pop("log")
+        state["_log_settings"] = (log.folder, log.max_epochs, log.metric, log.mode)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        folder, max_epochs, metric, mode = state.pop("_log_settings")
+        self.__dict__.update(state)
+        self.log = ExperimentLog.load(folder, max_epochs=max_epochs, metric=metric, mode=mode)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         logger.info("trial %s started: %s", trial.trial_id, _describe(trial.config))
@@ -134,3 +148,32 @@ def _error_message(trial: Any) -> str:
         if lines:
             return lines[-1].strip()
     return "the trial raised an error; see its error.txt in the experiment folder"
+
+
+class EndedTrialStopper(Stopper):
+    """Stops, at its first result, a trial that had already ended before a resume.
+
+    Ray's restore may restart a trial that ASHA had stopped, because the stop decision was not
+    yet in its last snapshot; tune-rec's own tables know, so such a trial stays stopped.
+    """
+
+    def __init__(self, folder: Path, max_epochs: int, metric: str, mode: str) -> None:
+        self._settings = (Path(folder), max_epochs, metric, mode)
+        self._ended: set[str] = set()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_settings": self._settings}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._settings = state["_settings"]
+        folder, max_epochs, metric, mode = self._settings
+        log = ExperimentLog.load(folder, max_epochs=max_epochs, metric=metric, mode=mode)
+        self._ended = set(log.closed)
+        if self._ended:
+            logger.info("%d trials had ended before the resume; they stay ended", len(log.closed))
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return trial_id in self._ended
+
+    def stop_all(self) -> bool:
+        return False

@@ -14,10 +14,16 @@ from typing import Any
 
 from tune_rec.config import DataSettings, TrainConfig
 from tune_rec.data.dataset import Dataset
-from tune_rec.errors import InvalidInputError, ResourceError, SearchFailedError
+from tune_rec.errors import (
+    InvalidInputError,
+    ResourceError,
+    SearchFailedError,
+    SearchInterruptedError,
+)
 from tune_rec.experiment import (
     SETTINGS_FILE,
     SPACE_FILE,
+    TRIALS_FILE,
     ExperimentLog,
     TrialRecord,
     plain,
@@ -160,6 +166,7 @@ def run_search(options: SearchOptions, dataset: Dataset) -> SearchOutcome:
         SearchFailedError: no trial finished.
     """
     import optuna
+    from ray.tune.error import TuneError
 
     from tune_rec.search.ray_session import ray_session
     from tune_rec.search.tuner import build_tuner, restore_tuner
@@ -188,19 +195,58 @@ def run_search(options: SearchOptions, dataset: Dataset) -> SearchOutcome:
     ):
         check_resources(space)
         if options.resume:
-            tuner = restore_tuner(folder, options, dataset, log)
+            tuner = restore_tuner(folder, options, dataset)
         else:
             tuner = build_tuner(folder, options, dataset, log)
         try:
             tuner.fit()
         except KeyboardInterrupt:
-            log.flush()
-            print(
-                f"Search interrupted. Resume it with:\n  {resume_command(folder)}", file=sys.stderr
-            )
+            logger.error("search interrupted; resume it with: %s", resume_command(folder))
             raise
-    log.flush()
+        except TuneError as error:
+            raise SearchFailedError(
+                f"the search failed: {error}; resume it with: {resume_command(folder)}"
+            ) from error
+
+    # The recorder flushed every result; the folder is the record of the whole search,
+    # including results of the runs before a resume.
+    log = ExperimentLog.load(
+        folder, max_epochs=space.max_epochs, metric=space.metric, mode=space.mode
+    )
+    n_requested = n_trials_requested(space)
+    if log.n_ended() < n_requested:
+        return interrupt_search(folder, options, dataset, log, n_requested)
     return finish_search(folder, options, dataset, log)
+
+
+def n_trials_requested(space: SearchSpace) -> int:
+    """Return the number of trials that the search runs: the grid size for a grid searcher."""
+    if space.searcher.type == "grid":
+        return space.n_grid_points()
+    return space.num_samples
+
+
+def interrupt_search(
+    folder: Path, options: SearchOptions, dataset: Dataset, log: ExperimentLog, n_requested: int
+) -> SearchOutcome:
+    """Write what the finished trials give, then raise with the command that resumes.
+
+    Ray Tune stops on the first Ctrl-C and saves its state, then returns as if done.
+
+    Raises:
+        SearchInterruptedError: always.
+    """
+    best = log.best_trial()
+    if best is not None:
+        document = best_config_document(folder, options.space, dataset, best, metrics=None)
+        document["source"]["interrupted"] = True
+        write_best_config(folder, document)
+    if options.write_report:
+        _write_report(folder)
+    raise SearchInterruptedError(
+        f"search interrupted after {log.n_ended()} of {n_requested} trials; the results so far "
+        f"are in {folder}. Resume it with: {resume_command(folder)}"
+    )
 
 
 def check_resources(space: SearchSpace) -> None:
@@ -244,8 +290,8 @@ def finish_search(
         n_failed = sum(trial.status == "failed" for trial in log.trials.values())
         raise SearchFailedError(
             f"no trial finished ({len(log.trials)} trials, {n_failed} failed), so no "
-            f"best_config.yaml was written; see trials.parquet in {folder} for the errors, "
-            f"then resume with: {resume_command(folder)}"
+            f"best_config.yaml was written; the error column of {folder / TRIALS_FILE} says "
+            "why each trial failed"
         )
 
     config = TrainConfig(**{**best.config, **fixed_values(space)})
@@ -260,7 +306,30 @@ def finish_search(
             metrics[space.metric],
             recorded,
         )
-    document = run_config_document(
+    document = best_config_document(folder, space, dataset, best, metrics)
+    write_best_config(folder, document)
+    log.test_metrics[best.trial_id] = {
+        key: value for key, value in metrics.items() if key.startswith("test_")
+    }
+    log.flush()
+    if options.write_report:
+        _write_report(folder)
+    return SearchOutcome(folder, best, document, log)
+
+
+def best_config_document(
+    folder: Path,
+    space: SearchSpace,
+    dataset: Dataset,
+    best: TrialRecord,
+    metrics: dict[str, float] | None,
+) -> dict[str, Any]:
+    """Return best_config.yaml's content for ``best``; ``metrics`` default to its last epoch."""
+    config = TrainConfig(**{**best.config, **fixed_values(space)})
+    if metrics is None:
+        last = best.epochs[max(best.epochs)]
+        metrics = {key: value for key, value in last.items() if isinstance(value, int | float)}
+    return run_config_document(
         config,
         space.data,
         metrics=metrics,
@@ -274,14 +343,6 @@ def finish_search(
             ),
         },
     )
-    write_best_config(folder, document)
-    log.test_metrics[best.trial_id] = {
-        key: value for key, value in metrics.items() if key.startswith("test_")
-    }
-    log.flush()
-    if options.write_report:
-        _write_report(folder)
-    return SearchOutcome(folder, best, document, log)
 
 
 def retrain_and_test(

@@ -13,7 +13,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from tune_rec.data.dataset import Dataset
 from tune_rec.experiment import ExperimentLog
 from tune_rec.search.optuna_searcher import TrialAwareOptunaSearch
-from tune_rec.search.recorder import ExperimentRecorder
+from tune_rec.search.recorder import EndedTrialStopper, ExperimentRecorder
 from tune_rec.search.runner import SearchOptions, fixed_values
 from tune_rec.search.trainable import train_trial
 from tune_rec.space import SearchSpace
@@ -85,6 +85,7 @@ def run_config(folder: Path, options: SearchOptions, log: ExperimentLog) -> tune
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
         callbacks=[ExperimentRecorder(log, progress_seconds=options.progress_seconds)],
+        stop=EndedTrialStopper(folder, log.max_epochs, log.metric, log.mode),
         verbose=0,
     )
 
@@ -114,16 +115,12 @@ def build_tuner(
     )
 
 
-def restore_tuner(
-    folder: Path, options: SearchOptions, dataset: Dataset, log: ExperimentLog
-) -> tune.Tuner:
+def restore_tuner(folder: Path, options: SearchOptions, dataset: Dataset) -> tune.Tuner:
     """Return the Tuner of an interrupted search, with its searcher and scheduler state."""
     return tune.Tuner.restore(
         str(folder),
         trainable=build_trainable(options, dataset),
         resume_errored=True,
-        restart_errored=False,
-        param_space=None,
     )
 
 
