@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -65,5 +66,10 @@ class TrialAwareOptunaSearch(OptunaSearch):
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         value = result.get(self.metric)
-        if isinstance(value, int | float) and math.isfinite(value):
+        if not (isinstance(value, int | float) and math.isfinite(value)):
+            return
+        with warnings.catch_warnings():
+            # After a resume, Tune repeats the epochs after the last snapshot; Optuna keeps the
+            # first value of a step and warns about the repeat, which is expected here.
+            warnings.filterwarnings("ignore", message=".*is already reported")
             super().on_trial_result(trial_id, result)
