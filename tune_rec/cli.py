@@ -139,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="start the Ray dashboard on 127.0.0.1 and print its URL (default: off)",
     )
     search.add_argument(
+        "--dashboard-host",
+        default="127.0.0.1",
+        help="address the dashboard binds to (default: 127.0.0.1, this machine only); another "
+        "address lets anyone who reaches it submit jobs",
+    )
+    search.add_argument(
         "--max-failures",
         type=int,
         default=1,
@@ -311,6 +317,7 @@ def _search(args: argparse.Namespace, argv: list[str]) -> int:
         data_dir=args.data_dir,
         address=args.address,
         dashboard=args.dashboard,
+        dashboard_host=args.dashboard_host,
         resume=bool(args.resume),
         overwrite=args.overwrite,
         max_failures=args.max_failures,

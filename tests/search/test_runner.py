@@ -248,3 +248,13 @@ def test_no_finished_trial_exits_non_zero(tmp_path, ml100k_dir, ray_local, capsy
     assert "no trial finished" in capsys.readouterr().err
     assert not (tmp_path / "all-nan" / "best_config.yaml").exists()
     assert (tmp_path / "all-nan" / "trials.parquet").exists()
+
+
+def test_loopback_detection():
+    from tune_rec.search.ray_session import _is_loopback
+
+    assert _is_loopback("127.0.0.1")
+    assert _is_loopback("localhost")
+    assert _is_loopback("::1")
+    assert not _is_loopback("0.0.0.0")
+    assert not _is_loopback("10.1.2.3")

@@ -29,6 +29,7 @@ def ray_session(
     *,
     address: str | None = None,
     dashboard: bool = False,
+    dashboard_host: str = DASHBOARD_HOST,
     num_cpus: int | None = None,
     log_to_driver: bool = False,
 ) -> Iterator[None]:
@@ -39,7 +40,9 @@ def ray_session(
     Args:
         address: ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT`` of an existing cluster; None
             starts a local Ray with the machine's CPUs and GPUs.
-        dashboard: Start the Ray dashboard on 127.0.0.1 and log its URL (local Ray only).
+        dashboard: Start the Ray dashboard and log its URL (local Ray only).
+        dashboard_host: Address the dashboard binds to; anything but loopback is logged as a
+            warning, because the dashboard accepts job submissions from whoever reaches it.
         num_cpus: CPUs of a local Ray; None takes all of the machine's.
         log_to_driver: Forward the trials' own output (Ray's checkpoint notices, warnings) to
             this process's stderr. Trial errors reach the log either way.
@@ -58,8 +61,15 @@ def ray_session(
         kwargs.update(
             num_cpus=num_cpus,
             include_dashboard=dashboard,
-            dashboard_host=DASHBOARD_HOST,
+            dashboard_host=dashboard_host,
         )
+        if dashboard and not _is_loopback(dashboard_host):
+            logger.warning(
+                "the Ray dashboard binds to %s: anyone who can reach that address can submit "
+                "jobs that run code on this machine; use --dashboard-host 127.0.0.1 unless "
+                "the network is trusted",
+                dashboard_host,
+            )
     context = ray.init(**kwargs)
     url = getattr(context, "dashboard_url", None)
     if dashboard and url:
@@ -68,3 +78,14 @@ def ray_session(
         yield
     finally:
         ray.shutdown()
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

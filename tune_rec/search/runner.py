@@ -49,6 +49,7 @@ class SearchOptions:
     data_dir: Path | None = None
     address: str | None = None
     dashboard: bool = False
+    dashboard_host: str = "127.0.0.1"
     resume: bool = False
     overwrite: bool = False
     max_failures: int = 1
@@ -189,6 +190,7 @@ def run_search(options: SearchOptions, dataset: Dataset) -> SearchOutcome:
         ray_session(
             address=options.address,
             dashboard=options.dashboard,
+            dashboard_host=options.dashboard_host,
             log_to_driver=options.log_to_driver,
         ),
         contextlib.redirect_stdout(sys.stderr),

@@ -1,0 +1,156 @@
+"""Every kind of bad input ends with exit code 2 and a message naming the problem, before Ray."""
+
+from __future__ import annotations
+
+import pytest
+
+from tune_rec.cli import main
+
+GOOD_PARAMS = "params:\n  alpha: 1.0\n"
+
+# (case id, files to write: name -> text, command line with {tmp} for the folder,
+#  fragments that the error must contain)
+CASES = [
+    (
+        "unknown key",
+        {"s.yaml": "max_epoch: 3\n" + GOOD_PARAMS},
+        ["search", "--space", "{tmp}/s.yaml"],
+        ["max_epoch"],
+    ),
+    (
+        "wrong type",
+        {"s.yaml": "max_epochs: many\n" + GOOD_PARAMS},
+        ["search", "--space", "{tmp}/s.yaml"],
+        ["max_epochs", "many"],
+    ),
+    (
+        "low above high",
+        {"s.yaml": "params:\n  lr: {distribution: uniform, low: 0.1, high: 0.01}\n"},
+        ["search", "--space", "{tmp}/s.yaml"],
+        ["params.lr", "0.1"],
+    ),
+    (
+        "log scale at zero",
+        {"s.yaml": "params:\n  lr: {distribution: loguniform, low: 0, high: 1}\n"},
+        ["search", "--space", "{tmp}/s.yaml"],
+        ["params.lr.low", "0"],
+    ),
+    (
+        "empty choices",
+        {"s.yaml": "params:\n  embedding_dim: {distribution: choice, values: []}\n"},
+        ["search", "--space", "{tmp}/s.yaml"],
+        ["params.embedding_dim.values"],
+    ),
+    (
+        "condition on missing param",
+        {"s.yaml": "params:\n  alpha: {value: 1.0, when: {shedule: fixed}}\n"},
+        ["search", "--space", "{tmp}/s.yaml"],
+        ["shedule"],
+    ),
+    (
+        "metric not reported",
+        {"s.yaml": "metric: auc\n" + GOOD_PARAMS},
+        ["search", "--space", "{tmp}/s.yaml"],
+        ["metric", "auc"],
+    ),
+    (
+        "grid with tpe",
+        {
+            "s.yaml": "searcher: {type: tpe}\nparams:\n  lr: {distribution: grid, values: [0.1, 0.2]}\n"
+        },
+        ["search", "--space", "{tmp}/s.yaml"],
+        ["grid", "params.lr"],
+    ),
+    ("yaml syntax", {"s.yaml": "params: [\n"}, ["search", "--space", "{tmp}/s.yaml"], ["line"]),
+    ("missing space", {}, ["search", "--space", "{tmp}/none.yaml"], ["none.yaml"]),
+    ("missing data file", {}, ["data", "info", "--data", "{tmp}/ratings.csv"], ["ratings.csv"]),
+    (
+        "unreadable data file",
+        {"ratings.csv/inner": "x"},
+        ["data", "info", "--data", "{tmp}/ratings.csv"],
+        ["ratings.csv"],
+    ),
+    (
+        "empty data file",
+        {"ratings.csv": ""},
+        ["data", "info", "--data", "{tmp}/ratings.csv"],
+        ["ratings.csv", "empty"],
+    ),
+    (
+        "wrong column count",
+        {"ratings.tsv": "1\t2\n3\t4\n"},
+        ["data", "info", "--data", "{tmp}/ratings.tsv"],
+        ["ratings.tsv", "2"],
+    ),
+    (
+        "non-numeric id",
+        {"ratings.tsv": "1\t2\t3\nbob\t2\t4\n"},
+        ["data", "info", "--data", "{tmp}/ratings.tsv"],
+        ["bob"],
+    ),
+    (
+        "non-numeric rating",
+        {"ratings.tsv": "1\t2\t3\n1\t3\tgood\n"},
+        ["data", "info", "--data", "{tmp}/ratings.tsv"],
+        ["good"],
+    ),
+    (
+        "rating outside scale",
+        {
+            "s.yaml": "data: {path: '{tmp}/r.tsv', rating_scale: [1, 5]}\n" + GOOD_PARAMS,
+            "r.tsv": "1\t2\t3\n2\t3\t9\n",
+        },
+        ["search", "--space", "{tmp}/s.yaml"],
+        ["9", "1", "5"],
+    ),
+    (
+        "checksum mismatch",
+        {"data/ml-100k/u.data": "1\t2\t3\t4\n"},
+        ["data", "info", "--data-dir", "{tmp}/data"],
+        ["u.data", "06416e59", "--force"],
+    ),
+    (
+        "zero samples flag",
+        {"s.yaml": GOOD_PARAMS},
+        ["search", "--space", "{tmp}/s.yaml", "--num-samples", "0"],
+        ["--num-samples", "0"],
+    ),
+    (
+        "negative gpus flag",
+        {"s.yaml": GOOD_PARAMS},
+        ["search", "--space", "{tmp}/s.yaml", "--gpus-per-trial", "-1"],
+        ["--gpus-per-trial", "-1"],
+    ),
+    (
+        "mistyped flag",
+        {"s.yaml": GOOD_PARAMS},
+        ["search", "--space", "{tmp}/s.yaml", "--max-epoch", "3"],
+        ["--max-epoch"],
+    ),
+    ("resume of non-experiment", {}, ["search", "--resume", "{tmp}"], ["{tmp}"]),
+]
+
+
+@pytest.mark.parametrize(
+    "files, argv, fragments", [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_bad_input_exits_2_with_message(tmp_path, capsys, files, argv, fragments):
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text.replace("{tmp}", str(tmp_path)))
+    command = [arg.replace("{tmp}", str(tmp_path)) for arg in argv]
+
+    try:
+        code = main(command)
+    except SystemExit as exit_info:
+        code = exit_info.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    for fragment in fragments:
+        assert fragment.replace("{tmp}", str(tmp_path)) in err, (fragment, err)
+    assert "Traceback" not in err
+    import sys
+
+    if "ray" in sys.modules:
+        assert not sys.modules["ray"].is_initialized()
