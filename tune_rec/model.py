@@ -125,52 +125,94 @@ class JointLossModel(nn.Module):
             The embedding, ranking and target loss of the batch, as one tensor of 3 values.
         """
         n = users.shape[0]
-        user_vec = self.user_factors.index_select(0, users)
-        item_and_negative = torch.cat((items, negatives))
-        item_rows = self.item_factors.index_select(0, item_and_negative)
-        item_vec, negative_vec = item_rows[:n], item_rows[n:]
-        user_b = self.user_bias.index_select(0, users)
-        item_rows_b = self.item_bias.index_select(0, item_and_negative)
-        item_b, negative_b = item_rows_b[:n], item_rows_b[n:]
-
-        error = self.global_mean + user_b + item_b + (user_vec * item_vec).sum(dim=1) - ratings
-        difference = item_b - negative_b + (user_vec * (item_vec - negative_vec)).sum(dim=1)
-        embedding = error.square().mean()
-        ranking = -F.logsigmoid(difference).mean()
-        squared = (
-            user_vec.square().sum() + item_rows.square().sum()
-            + user_b.square().sum() + item_rows_b.square().sum()
+        sums = self.accumulate_packed_gradients(
+            users, torch.cat((items, negatives)), ratings - self.global_mean, weights
         )
-        target = weights.alpha * embedding + weights.beta * ranking + weights.l2 * squared / n
+        embedding = sums[0] / n
+        ranking = sums[1] / n
+        target = (
+            weights.alpha * embedding + weights.beta * ranking + weights.l2 * sums[2:].sum() / n
+        )
+        return torch.stack((embedding, ranking, target))
 
-        # Derivatives of the target with respect to each pair's error and score difference.
-        d_error = (2.0 * weights.alpha / n) * error
-        d_difference = (-weights.beta / n) * torch.sigmoid(-difference)
+    @torch.no_grad()
+    def accumulate_packed_gradients(
+        self,
+        users: torch.Tensor,
+        items_and_negatives: torch.Tensor,
+        centred_ratings: torch.Tensor,
+        weights: LossWeights,
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Write the gradient of a batch's target loss into ``.grad``, from packed inputs.
+
+        This is :meth:`accumulate_gradients` for a training loop that prepares its inputs once
+        per epoch, and it returns loss sums rather than means, so that a loop can add them up
+        without a division per batch. The gradient is the same.
+
+        Args:
+            users: User ids [n].
+            items_and_negatives: Item ids [2n]: the batch's n rated items, then the n
+                negatives in the same order.
+            centred_ratings: The ratings minus ``global_mean`` [n].
+            weights: Weights of the target loss.
+            out: Optional float tensor [6] that receives the result.
+
+        Returns:
+            A tensor of 6 sums over the batch: the squared errors, the BPR terms
+            ``-log sigmoid(s(u, i) - s(u, j))``, and the squared norms of the gathered user
+            factors, item factors (items and negatives), user biases and item biases. The
+            batch's target loss is ``(alpha * sums[0] + beta * sums[1] + l2 * sums[2:].sum())
+            / n``.
+        """
+        n = users.shape[0]
+        user_vec = self.user_factors.index_select(0, users)
+        item_rows = self.item_factors.index_select(0, items_and_negatives)
+        user_b = self.user_bias.index_select(0, users)
+        item_rows_b = self.item_bias.index_select(0, items_and_negatives)
+        # Row 0 holds the rated items, row 1 the negatives.
+        pair_rows = item_rows.view(2, n, -1)
+
+        # Scores without mu and b_u, which the BPR difference cancels: [2, n].
+        partial = torch.linalg.vecdot(pair_rows, user_vec).add_(item_rows_b.view(2, n))
+        error = torch.add(partial[0], user_b).sub_(centred_ratings)
+        # s(u, j) - s(u, i): BPR's term is softplus of it, and its derivative the sigmoid.
+        reverse_difference = torch.sub(partial[1], partial[0])
+
+        # Derivatives of the target with respect to s(u, i) (row 0) and s(u, j) (row 1).
+        d_scores = torch.empty_like(partial)
+        torch.sigmoid(reverse_difference, out=d_scores[1]).mul_(weights.beta / n)
+        d_error = error * (2.0 * weights.alpha / n)
+        torch.sub(d_error, d_scores[1], out=d_scores[0])
         decay = 2.0 * weights.l2 / n
 
-        d_user = (
-            (d_error + d_difference).unsqueeze(1) * item_vec
-            - d_difference.unsqueeze(1) * negative_vec
-            + decay * user_vec
-        )
-        d_item = torch.cat(
-            (
-                (d_error + d_difference).unsqueeze(1) * user_vec,
-                -d_difference.unsqueeze(1) * user_vec,
-            )
-        ) + decay * item_rows
-        d_user_b = d_error + decay * user_b
-        d_item_b = torch.cat((d_error + d_difference, -d_difference)) + decay * item_rows_b
+        d_user = torch.mul(user_vec, decay)
+        d_user.addcmul_(d_scores[0].unsqueeze(1), pair_rows[0])
+        d_user.addcmul_(d_scores[1].unsqueeze(1), pair_rows[1])
+        d_item = torch.mul(pair_rows, decay).addcmul_(d_scores.unsqueeze(2), user_vec)
+        d_user_b = torch.add(d_error, user_b, alpha=decay)
+        d_item_b = torch.add(d_scores.view(-1), item_rows_b, alpha=decay)
 
-        for parameter, index, values in (
-            (self.user_factors, users, d_user),
-            (self.item_factors, item_and_negative, d_item),
-            (self.user_bias, users, d_user_b),
-            (self.item_bias, item_and_negative, d_item_b),
-        ):
+        parameters = (self.user_factors, self.item_factors, self.user_bias, self.item_bias)
+        for parameter in parameters:
             if parameter.grad is None:
                 parameter.grad = torch.zeros_like(parameter)
-            else:
-                parameter.grad.zero_()
-            parameter.grad.index_add_(0, index, values)
-        return torch.stack((embedding, ranking, target))
+        torch._foreach_zero_([parameter.grad for parameter in parameters])
+        self.user_factors.grad.index_add_(0, users, d_user)
+        self.item_factors.grad.index_add_(0, items_and_negatives, d_item.view(2 * n, -1))
+        self.user_bias.grad.index_add_(0, users, d_user_b)
+        self.item_bias.grad.index_add_(0, items_and_negatives, d_item_b)
+
+        flat_user = user_vec.view(-1)
+        flat_item = item_rows.view(-1)
+        sums = (
+            torch.dot(error, error),
+            F.softplus(reverse_difference).sum(),
+            torch.dot(flat_user, flat_user),
+            torch.dot(flat_item, flat_item),
+            torch.dot(user_b, user_b),
+            torch.dot(item_rows_b, item_rows_b),
+        )
+        if out is None:
+            return torch.stack(sums)
+        return torch.stack(sums, out=out)

@@ -266,7 +266,7 @@ def _evaluate(
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
         return optuna.importance.get_param_importances(study, evaluator=evaluator), "fANOVA"
     except (ImportError, RuntimeError, ValueError) as error:
-        logger.info("fANOVA failed, falling back to PED-ANOVA: %s", error)
+        logger.debug("fANOVA failed, falling back to PED-ANOVA: %s", error)
         reason = (
             "it needs scikit-learn (pip install scikit-learn)"
             if isinstance(error, ImportError)
