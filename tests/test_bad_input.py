@@ -56,7 +56,8 @@ CASES = [
     (
         "grid with tpe",
         {
-            "s.yaml": "searcher: {type: tpe}\nparams:\n  lr: {distribution: grid, values: [0.1, 0.2]}\n"
+            "s.yaml": "searcher: {type: tpe}\n"
+            "params:\n  lr: {distribution: grid, values: [0.1, 0.2]}\n"
         },
         ["search", "--space", "{tmp}/s.yaml"],
         ["grid", "params.lr"],

@@ -157,6 +157,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="epochs between trial checkpoints; the last epoch is always kept (default: 5)",
     )
     search.add_argument(
+        "--confirm-top",
+        type=int,
+        default=3,
+        metavar="K",
+        help="retrain the K best finished configs with fresh seeds and pick the winner by "
+        "their mean validation metric; 0 turns it off (default: 3)",
+    )
+    search.add_argument(
+        "--confirm-seeds",
+        type=_positive_int,
+        default=3,
+        metavar="N",
+        help="fresh seeds per config for --confirm-top (default: 3)",
+    )
+    search.add_argument(
+        "--audit-pruned",
+        type=int,
+        default=2,
+        metavar="N",
+        help="continue N trials that the scheduler stopped, spread over the schedule types, "
+        "to the full budget and report whether any would have won; 0 turns it off "
+        "(default: 2)",
+    )
+    search.add_argument(
         "--no-report", action="store_true", help="skip writing report.html at the end"
     )
     _add_data_options(search)
@@ -271,6 +295,12 @@ def _data_settings_with_overrides(settings: Any, args: argparse.Namespace) -> An
     return settings
 
 
+def _at_least_zero(flag: str, value: int) -> int:
+    if value < 0:
+        raise InvalidInputError(f"{flag} must be 0 (off) or more; got {value}")
+    return value
+
+
 def _search(args: argparse.Namespace, argv: list[str]) -> int:
     from tune_rec.data import load_dataset
     from tune_rec.search.runner import SearchOptions, run_search
@@ -303,6 +333,12 @@ def _search(args: argparse.Namespace, argv: list[str]) -> int:
                 update={"data": space.data.model_copy(update={"path": args.data})}
             )
 
+    if space.data.split_seed is None:
+        # Written out, so that a retrain or a seed repeat with another seed keeps the split.
+        space = space.model_copy(
+            update={"data": space.data.model_copy(update={"split_seed": space.seed})}
+        )
+
     results_dir = args.results_dir
     name = args.name
     if args.resume:
@@ -324,6 +360,9 @@ def _search(args: argparse.Namespace, argv: list[str]) -> int:
         checkpoint_every=args.checkpoint_every,
         progress_seconds=0.0 if args.quiet else 10.0,
         write_report=not args.no_report,
+        confirm_top=_at_least_zero("--confirm-top", args.confirm_top),
+        confirm_seeds=args.confirm_seeds,
+        audit_pruned=_at_least_zero("--audit-pruned", args.audit_pruned),
         log_to_driver=args.verbose > 0,
         argv=argv,
     )

@@ -32,6 +32,8 @@ class DataSettings(BaseModel):
     """A held-out item is relevant when its rating is at least this value."""
     split: Literal["random", "temporal"] = "random"
     """Per-user split: seeded random, or each user's latest ratings held out."""
+    split_seed: int | None = None
+    """Seed of the split; None takes the run's seed. Seed repeats keep the split fixed."""
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     validation_fraction: float = Field(0.1, gt=0.0, lt=1.0)
 

@@ -135,6 +135,7 @@ def top_configs(folder: Path, top: int) -> list[dict[str, Any]]:
     finished = finished.sort_values(f"last_{metric}", ascending=mode == "min").head(top)
 
     data = DataSettings(**settings["data_settings"])
+    confirmation = _read_confirmation(folder)
     documents = []
     for rank, row in enumerate(finished.to_dict("records"), start=1):
         config_values = {
@@ -150,12 +151,29 @@ def top_configs(folder: Path, top: int) -> list[dict[str, Any]]:
             "rank": rank,
             "selected_by": f"last-epoch validation {metric} ({mode}) among finished trials",
         }
-        documents.append(
-            run_config_document(
-                config, data, metrics=metrics, checksum=settings["data"]["checksum"], source=source
-            )
+        document = run_config_document(
+            config, data, metrics=metrics, checksum=settings["data"]["checksum"], source=source
         )
+        if row["trial_id"] in confirmation:
+            document["confirmation"] = confirmation[row["trial_id"]]
+        documents.append(document)
     return documents
+
+
+def _read_confirmation(folder: Path) -> dict[str, dict[str, Any]]:
+    """Return the seed-repeat summary of each repeated trial, by trial id."""
+    from tune_rec.confirm import CONFIRM_FILE
+
+    path = Path(folder) / CONFIRM_FILE
+    if not path.is_file():
+        return {}
+    summary = pd.read_parquet(path)
+    return {
+        row["source_trial"]: plain(
+            {key: value for key, value in row.items() if key not in ("source_trial", "rank")}
+        )
+        for row in summary.to_dict("records")
+    }
 
 
 def export_top(

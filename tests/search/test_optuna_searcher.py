@@ -96,3 +96,18 @@ def test_nan_result_not_reported_to_optuna(searcher):
     _report(searcher, "nan", [0.5, math.nan])
     number, trials = _state(searcher, "nan")
     assert trials[number].intermediate_values == {1: 0.5}
+
+
+def test_checkpoints_at_asha_rungs():
+    from tune_rec.search.tuner import checkpoint_epochs
+
+    space = parse_search_space(
+        {
+            **SPACE,
+            "max_epochs": 30,
+            "scheduler": {"type": "asha", "grace_period": 3, "reduction_factor": 3},
+        }
+    )
+    assert checkpoint_epochs(space, every=10) == [3, 9, 10, 20, 27, 30]
+    fifo = parse_search_space({**SPACE, "scheduler": {"type": "fifo"}})
+    assert checkpoint_epochs(fifo, every=5) == [5, 10]

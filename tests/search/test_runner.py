@@ -48,6 +48,12 @@ def experiment(tmp_path_factory, ml100k_dir, ray_local):
             "--name",
             "tiny",
             "--no-report",
+            "--confirm-top",
+            "2",
+            "--confirm-seeds",
+            "2",
+            "--audit-pruned",
+            "1",
         ]
     )
     assert code == 0
@@ -122,13 +128,47 @@ def test_best_config_is_plain_and_retrains(experiment, capsys):
     assert abs(printed["difference_map@10"]) <= 1e-6
 
 
-def test_best_is_best_finished_on_validation(experiment):
+def test_best_is_best_mean_of_top_finished(experiment):
     trials = pd.read_parquet(experiment / "trials.parquet")
+    summary = pd.read_parquet(experiment / "confirm.parquet")
     document = yaml.safe_load((experiment / "best_config.yaml").read_text())
-    finished = trials[trials.status == "finished"]
-    best = finished.loc[finished["last_map@10"].idxmax()]
-    assert document["source"]["trial_id"] == best.trial_id
-    assert best["test_map@10"] == pytest.approx(document["metrics"]["test_map@10"])
+    finished = trials[trials.status == "finished"].sort_values("last_map@10", ascending=False)
+    assert summary.source_trial.tolist() == finished.trial_id.head(2).tolist()
+    assert (summary.n_seeds == 2).all()
+    best = summary.loc[summary["map@10_mean"].idxmax()]
+    assert document["source"]["trial_id"] == best.source_trial
+    assert "mean validation map@10 over 2 fresh seeds" in document["source"]["selected_by"]
+    assert document["confirmation"]["map@10_mean"] == pytest.approx(best["map@10_mean"])
+    assert document["confirmation"]["test_map@10_ci_low"] <= best["test_map@10_mean"]
+    winner = trials.set_index("trial_id").loc[best.source_trial]
+    assert winner["test_map@10"] == pytest.approx(document["metrics"]["test_map@10"])
+
+
+def test_test_metrics_only_for_winner(experiment):
+    trials = pd.read_parquet(experiment / "trials.parquet")
+    assert trials["test_map@10"].notna().sum() == 1
+
+
+def test_seed_repeats_use_fresh_seeds(experiment):
+    reruns = pd.read_parquet(experiment / "reruns.parquet")
+    repeats = reruns[reruns.kind == "confirm"]
+    assert sorted(set(repeats.seed)) == [4, 5]
+    assert repeats["test_map@10"].notna().all()
+
+
+def test_audit_continues_a_stopped_trial(experiment):
+    audit = pd.read_parquet(experiment / "audit.parquet")
+    trials = pd.read_parquet(experiment / "trials.parquet").set_index("trial_id")
+    assert len(audit) == 1
+    row = audit.iloc[0]
+    assert trials.loc[row.source_trial, "status"] == "stopped"
+    assert row.from_checkpoint
+    assert row.stopped_at == trials.loc[row.source_trial, "n_epochs"]
+    assert row.margin == pytest.approx(row["map@10"] - row.winner_value)
+
+
+def test_checkpoints_removed_after_search(experiment):
+    assert not list(experiment.glob("trial_*/checkpoint_*"))
 
 
 def test_export_top_configs(experiment, tmp_path, capsys):
@@ -153,6 +193,7 @@ def test_export_top_configs(experiment, tmp_path, capsys):
 
     first = json.loads(written[0].read_text())
     assert first["source"]["rank"] == 1
+    assert first["confirmation"]["n_seeds"] == 2
     assert main(["train", "--config", str(written[0])]) == 0
 
 

@@ -170,7 +170,7 @@ def load_dataset(settings: DataSettings, *, seed: int, data_dir: Path | None = N
 
     Args:
         settings: Data source, rating scale and split settings.
-        seed: Seed of the split.
+        seed: Seed of the split, unless ``settings.split_seed`` sets one.
         data_dir: Directory for MovieLens-100K, or None for the default data directory.
 
     Returns:
@@ -204,7 +204,7 @@ def load_dataset(settings: DataSettings, *, seed: int, data_dir: Path | None = N
     unique = deduplicate(ratings)
     dataset = split_ratings(
         unique,
-        seed=seed,
+        seed=seed if settings.split_seed is None else settings.split_seed,
         test_fraction=settings.test_fraction,
         validation_fraction=settings.validation_fraction,
         method=settings.split,

@@ -12,7 +12,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from tune_rec.config import DataSettings, TrainConfig
+from tune_rec.confirm import (
+    AUDIT_FILE,
+    CONFIRM_FILE,
+    audit_verdicts,
+    best_by_mean,
+    summarise_repeats,
+)
 from tune_rec.data.dataset import Dataset
 from tune_rec.errors import (
     InvalidInputError,
@@ -28,6 +37,7 @@ from tune_rec.experiment import (
     TrialRecord,
     plain,
     write_json_atomic,
+    write_parquet_atomic,
     write_text_atomic,
 )
 from tune_rec.exports import run_config_document, versions, write_best_config
@@ -36,6 +46,8 @@ from tune_rec.space import SearchSpace
 from tune_rec.training import Trainer
 
 logger = logging.getLogger(__name__)
+
+RERUNS_FILE = "reruns.parquet"
 
 
 @dataclass
@@ -56,6 +68,9 @@ class SearchOptions:
     checkpoint_every: int = 5
     progress_seconds: float = 10.0
     write_report: bool = True
+    confirm_top: int = 3
+    confirm_seeds: int = 3
+    audit_pruned: int = 0
     log_to_driver: bool = False
     argv: list[str] = field(default_factory=list)
 
@@ -210,15 +225,31 @@ def run_search(options: SearchOptions, dataset: Dataset) -> SearchOutcome:
                 f"the search failed: {error}; resume it with: {resume_command(folder)}"
             ) from error
 
-    # The recorder flushed every result; the folder is the record of the whole search,
-    # including results of the runs before a resume.
-    log = ExperimentLog.load(
-        folder, max_epochs=space.max_epochs, metric=space.metric, mode=space.mode
-    )
-    n_requested = n_trials_requested(space)
-    if log.n_ended() < n_requested:
-        return interrupt_search(folder, options, dataset, log, n_requested)
-    return finish_search(folder, options, dataset, log)
+        # The recorder flushed every result; the folder is the record of the whole search,
+        # including results of the runs before a resume.
+        log = ExperimentLog.load(
+            folder, max_epochs=space.max_epochs, metric=space.metric, mode=space.mode
+        )
+        n_requested = n_trials_requested(space)
+        if log.n_ended() < n_requested:
+            return interrupt_search(folder, options, dataset, log, n_requested)
+        reruns = _rerun_top_and_stopped(folder, options, dataset, log)
+    return finish_search(folder, options, dataset, log, reruns)
+
+
+def _rerun_top_and_stopped(
+    folder: Path, options: SearchOptions, dataset: Dataset, log: ExperimentLog
+) -> pd.DataFrame | None:
+    from tune_rec.search.rerun import plan_reruns, run_reruns
+
+    if log.best_trial() is None:
+        return None
+    runs = plan_reruns(folder, options, log)
+    if not runs:
+        return None
+    reruns = run_reruns(folder, options, dataset, runs)
+    write_parquet_atomic(folder / RERUNS_FILE, reruns)
+    return reruns
 
 
 def n_trials_requested(space: SearchSpace) -> int:
@@ -277,11 +308,17 @@ def check_resources(space: SearchSpace) -> None:
 
 
 def finish_search(
-    folder: Path, options: SearchOptions, dataset: Dataset, log: ExperimentLog
+    folder: Path,
+    options: SearchOptions,
+    dataset: Dataset,
+    log: ExperimentLog,
+    reruns: pd.DataFrame | None = None,
 ) -> SearchOutcome:
-    """Retrain the winner without Ray, add its test metrics, and write best_config.yaml.
+    """Choose the winner, retrain it without Ray for its test metrics, write best_config.yaml.
 
-    The retrain also checks that the winner's validation metric is reproducible.
+    With seed repeats, the winner is the repeated config with the best mean validation
+    metric; without, the finished trial with the best last-epoch validation metric. The
+    retrain also checks that the winner's recorded validation metric is reproducible.
 
     Raises:
         SearchFailedError: no trial finished, so there is no winner.
@@ -295,6 +332,10 @@ def finish_search(
             f"best_config.yaml was written; the error column of {folder / TRIALS_FILE} says "
             "why each trial failed"
         )
+    summary = _confirmation_summary(folder, space, reruns)
+    if summary is not None:
+        best = log.trials[best_by_mean(summary, space.metric, space.mode)]
+    _write_audit(folder, space, log, reruns)
 
     config = TrainConfig(**{**best.config, **fixed_values(space)})
     metrics = retrain_and_test(config, space.data, dataset)
@@ -309,14 +350,71 @@ def finish_search(
             recorded,
         )
     document = best_config_document(folder, space, dataset, best, metrics)
+    if summary is not None:
+        row = summary[summary.source_trial == best.trial_id].iloc[0]
+        document["source"]["selected_by"] = (
+            f"best mean validation {space.metric} over {int(row.n_seeds)} fresh seeds among "
+            f"the top {len(summary)} finished trials"
+        )
+        document["confirmation"] = plain(
+            {key: value for key, value in row.items() if key not in ("source_trial", "rank")}
+        )
     write_best_config(folder, document)
     log.test_metrics[best.trial_id] = {
         key: value for key, value in metrics.items() if key.startswith("test_")
     }
     log.flush()
+    remove_checkpoints(folder)
     if options.write_report:
         _write_report(folder)
     return SearchOutcome(folder, best, document, log)
+
+
+def _confirmation_summary(
+    folder: Path, space: SearchSpace, reruns: pd.DataFrame | None
+) -> pd.DataFrame | None:
+    if reruns is None or "kind" not in reruns:
+        return None
+    repeats = reruns[(reruns.kind == "confirm") & reruns[space.metric].notna()]
+    if repeats.empty:
+        return None
+    summary = summarise_repeats(repeats)
+    write_parquet_atomic(folder / CONFIRM_FILE, summary)
+    return summary
+
+
+def _write_audit(
+    folder: Path, space: SearchSpace, log: ExperimentLog, reruns: pd.DataFrame | None
+) -> None:
+    if reruns is None or "kind" not in reruns:
+        return
+    audited = reruns[(reruns.kind == "audit") & reruns[space.metric].notna()]
+    winner = log.best_trial()
+    if audited.empty or winner is None:
+        return
+    recorded = winner.epochs[max(winner.epochs)][space.metric]
+    verdicts = audit_verdicts(audited, recorded, space.metric, space.mode)
+    write_parquet_atomic(folder / AUDIT_FILE, verdicts)
+    n_better = int(verdicts.would_have_won.sum())
+    logger.info(
+        "pruning audit: %d of %d stopped trials, run to the full budget, beat the winner's "
+        "%s of %.4f (largest margin %+.4f)",
+        n_better,
+        len(verdicts),
+        space.metric,
+        recorded,
+        float(verdicts.margin.max()),
+    )
+
+
+def remove_checkpoints(folder: Path) -> None:
+    """Delete the trials' checkpoints of a completed search; only a resume needs them."""
+    removed = 0
+    for checkpoint in Path(folder).glob("*/checkpoint_*"):
+        if checkpoint.is_dir():
+            shutil.rmtree(checkpoint)
+            removed += 1
+    logger.debug("removed %d checkpoints from %s", removed, folder)
 
 
 def best_config_document(

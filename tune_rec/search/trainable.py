@@ -27,7 +27,7 @@ def train_trial(
     dataset: Dataset,
     fixed: dict[str, Any],
     data: dict[str, Any],
-    checkpoint_every: int,
+    checkpoint_epochs: list[int],
     metric: str,
 ) -> None:
     """Train one trial and report every epoch's alpha, losses and validation metrics to Tune.
@@ -37,7 +37,9 @@ def train_trial(
         dataset: The split ratings, shared by every trial through Ray's object store.
         fixed: Experiment-wide TrainConfig values: seed, max_epochs, protocol, normalisation.
         data: DataSettings as a dict.
-        checkpoint_every: Epochs between checkpoints; the last epoch is always checkpointed.
+        checkpoint_epochs: Epochs (1-based counts of epochs done) after which to checkpoint:
+            the scheduler's rungs, so that a stopped trial can be continued where it stopped,
+            regular intervals for fault tolerance, and the last epoch.
         metric: The search metric, reported as NaN when the trial fails on a non-finite loss.
     """
     train_config = TrainConfig(**{**config, **fixed})
@@ -52,20 +54,17 @@ def train_trial(
         logger.info("trial resumes from its checkpoint at epoch %d", trainer.epoch)
 
     try:
-        _train_and_report(trainer, train_config, device, checkpoint_every)
+        _train_and_report(trainer, device, set(checkpoint_epochs))
     except NonFiniteLossError as error:
         # Reported rather than raised: retrying a deterministic divergence from a checkpoint
         # would diverge again. The result marks the trial failed and carries no epoch row.
         tune.report({"epoch": trainer.epoch, metric: math.nan, "error": str(error)})
 
 
-def _train_and_report(
-    trainer: Trainer, train_config: TrainConfig, device: str, checkpoint_every: int
-) -> None:
+def _train_and_report(trainer: Trainer, device: str, checkpoint_epochs: set[int]) -> None:
     for record in trainer.epochs():
         metrics = {**record.as_dict(), "device": device}
-        last = trainer.epoch >= train_config.max_epochs
-        if last or trainer.epoch % checkpoint_every == 0:
+        if trainer.epoch in checkpoint_epochs:
             with tempfile.TemporaryDirectory() as folder:
                 torch.save(trainer.state_dict(), Path(folder) / CHECKPOINT_FILE)
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))

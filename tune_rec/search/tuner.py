@@ -60,6 +60,23 @@ def build_scheduler(space: SearchSpace) -> TrialScheduler:
     )
 
 
+def checkpoint_epochs(space: SearchSpace, every: int) -> list[int]:
+    """Return the epoch counts after which a trial checkpoints.
+
+    ASHA's rungs (grace_period times powers of the reduction factor) are where it stops
+    trials, so a stopped trial can be continued from exactly where it stopped; every
+    ``every`` epochs keeps retries short; the last epoch is always kept.
+    """
+    epochs = set(range(every, space.max_epochs + 1, every)) | {space.max_epochs}
+    scheduler = space.scheduler
+    if scheduler.type == "asha":
+        rung = float(min(scheduler.grace_period, space.max_epochs))
+        while rung < space.max_epochs:
+            epochs.add(int(rung))
+            rung *= scheduler.reduction_factor
+    return sorted(epochs)
+
+
 def build_trainable(options: SearchOptions, dataset: Dataset) -> Any:
     """Return the trainable with the dataset put into Ray's object store once."""
     space = options.space
@@ -69,7 +86,7 @@ def build_trainable(options: SearchOptions, dataset: Dataset) -> Any:
         dataset=dataset,
         fixed=fixed_values(space),
         data=space.data.model_dump(),
-        checkpoint_every=options.checkpoint_every,
+        checkpoint_epochs=checkpoint_epochs(space, options.checkpoint_every),
         metric=space.metric,
     )
     return tune.with_resources(
