@@ -157,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="epochs between trial checkpoints; the last epoch is always kept (default: 5)",
     )
     search.add_argument(
+        "--asha-compare",
+        choices=("all", "schedule_type"),
+        help="which trials an ASHA rung compares: all (Ray Tune's ASHA) or schedule_type "
+        "(each schedule type has rungs of its own); default: the search space's setting",
+    )
+    search.add_argument(
         "--confirm-top",
         type=int,
         default=3,
@@ -328,6 +334,14 @@ def _search(args: argparse.Namespace, argv: list[str]) -> int:
         }
         if overrides:
             space = space.with_overrides(**overrides)
+        if args.asha_compare:
+            if space.scheduler.type != "asha":
+                raise InvalidInputError(
+                    f"--asha-compare needs the asha scheduler; the space's scheduler is "
+                    f"{space.scheduler.type}"
+                )
+            scheduler = space.scheduler.model_copy(update={"compare": args.asha_compare})
+            space = space.model_copy(update={"scheduler": scheduler})
         if args.data:
             space = space.model_copy(
                 update={"data": space.data.model_copy(update={"path": args.data})}

@@ -520,6 +520,10 @@ class ASHAScheduler(_StrictModel):
     """Epochs every trial runs before it may be stopped."""
     reduction_factor: Number = Field(3.0, gt=1.0)
     """1 / fraction of trials that continue at each rung."""
+    compare: Literal["all", "schedule_type"] = "all"
+    """Which trials a rung compares: ``all`` (Ray Tune's ASHA), or ``schedule_type``, where
+    each schedule type keeps rungs of its own, so a schedule that raises alpha late is
+    stopped only when it trails trials of its own type."""
 
 
 class FIFOScheduler(_StrictModel):

@@ -15,6 +15,7 @@ from tune_rec.experiment import ExperimentLog
 from tune_rec.search.optuna_searcher import TrialAwareOptunaSearch
 from tune_rec.search.recorder import EndedTrialStopper, ExperimentRecorder
 from tune_rec.search.runner import SearchOptions, fixed_values
+from tune_rec.search.schedulers import PerScheduleASHA
 from tune_rec.search.trainable import train_trial
 from tune_rec.space import SearchSpace
 
@@ -52,12 +53,15 @@ def build_scheduler(space: SearchSpace) -> TrialScheduler:
     scheduler = space.scheduler
     if scheduler.type == "fifo":
         return FIFOScheduler()
-    return ASHAScheduler(
-        time_attr="training_iteration",
-        max_t=space.max_epochs,
-        grace_period=min(scheduler.grace_period, space.max_epochs),
-        reduction_factor=scheduler.reduction_factor,
-    )
+    asha_kwargs = {
+        "time_attr": "training_iteration",
+        "max_t": space.max_epochs,
+        "grace_period": min(scheduler.grace_period, space.max_epochs),
+        "reduction_factor": scheduler.reduction_factor,
+    }
+    if scheduler.compare == "schedule_type":
+        return PerScheduleASHA(key="schedule", **asha_kwargs)
+    return ASHAScheduler(**asha_kwargs)
 
 
 def checkpoint_epochs(space: SearchSpace, every: int) -> list[int]:
