@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,6 +53,20 @@ def _non_negative_float(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more; got {text}")
     return value
+
+
+def _local_folder(text: str) -> Path:
+    """Return ``text`` as a path, rejecting a URI such as ``s3://bucket/results``."""
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", text)
+    if scheme:
+        raise argparse.ArgumentTypeError(
+            f"must be a folder of this machine's file system, not a URI; got {text!r}. "
+            "tune-rec writes its tables and report there with ordinary file I/O, and Ray "
+            "stores its experiment state beside them: for a cluster, mount a file system "
+            f"that every node shares (NFS, or the {scheme.group(1)} bucket through a FUSE "
+            "mount) and pass its path"
+        )
+    return Path(text)
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -112,13 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument(
         "--results-dir",
-        type=Path,
+        type=_local_folder,
         default=Path("results"),
-        help="folder of experiment folders (default: results)",
+        help="folder of experiment folders (default: results); with --address, a path that "
+        "every node of the cluster reaches, such as a shared file system",
     )
     search.add_argument(
         "--resume",
-        type=Path,
+        type=_local_folder,
         metavar="EXPERIMENT",
         help="continue the interrupted search in this experiment folder",
     )
@@ -129,14 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument(
         "--address",
-        help="attach to an existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT "
-        "(default: start a local Ray with this machine's CPUs and GPUs)",
+        help="attach to an existing Ray cluster: auto (the cluster that `ray start` last "
+        "started on this machine), HOST:PORT (its GCS address) or ray://HOST:PORT (Ray "
+        "Client); default: $RAY_ADDRESS when set, else start a local Ray with this "
+        "machine's CPUs and GPUs",
     )
     search.add_argument(
         "--dashboard",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="start the Ray dashboard on 127.0.0.1 and print its URL (default: off)",
+        help="start the Ray dashboard with the local Ray and print its URL (default: off; "
+        "it costs about 200 MiB and a few seconds of start-up); with --address, the "
+        "cluster's own dashboard URL is printed instead",
     )
     search.add_argument(
         "--dashboard-host",
@@ -189,6 +209,18 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--no-report", action="store_true", help="skip writing report.html at the end"
     )
+    search.add_argument(
+        "--mlflow-uri",
+        metavar="URI",
+        help="also log every trial as an MLflow run to this tracking URI: http(s)://HOST:PORT "
+        "of a tracking server, sqlite:///PATH, or file:///PATH (MLflow 3 needs "
+        "MLFLOW_ALLOW_FILE_STORE=true for a file store); needs pip install 'tune-rec[mlflow]'",
+    )
+    search.add_argument(
+        "--mlflow-experiment",
+        metavar="NAME",
+        help="MLflow experiment of the runs (default: the experiment's name); needs --mlflow-uri",
+    )
     _add_data_options(search)
 
     train = commands.add_parser(
@@ -219,10 +251,24 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report",
         help="write the HTML report of an experiment",
-        description="Write report.html from the files of an experiment folder.",
+        description="Write report.html from the files of an experiment folder, once or, with "
+        "--watch, repeatedly while its search runs.",
     )
     report.add_argument("experiment", type=Path, help="experiment folder")
     report.add_argument("--top", type=_positive_int, default=10, help="top configs shown")
+    report.add_argument(
+        "--watch",
+        type=float,
+        metavar="SECONDS",
+        help="rewrite the report every SECONDS seconds while the search runs; stops after the "
+        "rewrite that follows best_config.yaml, or on Ctrl-C",
+    )
+    report.add_argument(
+        "--png",
+        action="store_true",
+        help="also write each figure as a PNG file into <experiment>/figures (needs Kaleido 1 "
+        "or later and a Chrome or Chromium browser)",
+    )
 
     data = commands.add_parser("data", help="fetch or describe the ratings")
     data_commands = data.add_subparsers(
@@ -309,8 +355,23 @@ def _at_least_zero(flag: str, value: int) -> int:
 
 def _search(args: argparse.Namespace, argv: list[str]) -> int:
     from tune_rec.data import load_dataset
+    from tune_rec.search.ray_session import resolve_address
     from tune_rec.search.runner import SearchOptions, run_search
     from tune_rec.space import load_search_space
+
+    # Checked before the data is read or Ray starts, so that a typo fails at once.
+    address = resolve_address(args.address)
+    if args.mlflow_experiment and not args.mlflow_uri:
+        raise InvalidInputError("--mlflow-experiment needs --mlflow-uri URI")
+    if args.mlflow_uri and args.resume:
+        logger.warning(
+            "--resume keeps the trackers of the search's first run (Ray restores its run "
+            "settings); --mlflow-uri ignored"
+        )
+    elif args.mlflow_uri:
+        from tune_rec.search.tracking import check_mlflow_store
+
+        check_mlflow_store(args.mlflow_uri)
 
     overwrite_space_path = None
     if args.resume:
@@ -365,7 +426,7 @@ def _search(args: argparse.Namespace, argv: list[str]) -> int:
         name=name,
         results_dir=results_dir,
         data_dir=args.data_dir,
-        address=args.address,
+        address=address,
         dashboard=args.dashboard,
         dashboard_host=args.dashboard_host,
         resume=bool(args.resume),
@@ -379,6 +440,8 @@ def _search(args: argparse.Namespace, argv: list[str]) -> int:
         audit_pruned=_at_least_zero("--audit-pruned", args.audit_pruned),
         log_to_driver=args.verbose > 0,
         argv=argv,
+        mlflow_uri=args.mlflow_uri,
+        mlflow_experiment=args.mlflow_experiment,
     )
     outcome = run_search(options, dataset)
     _print_search_summary(outcome)
@@ -464,13 +527,27 @@ def _export(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _report(args: argparse.Namespace, argv: list[str]) -> int:
-    from tune_rec.report import write_report
+    from tune_rec.report import watch_report, write_pngs, write_report
+    from tune_rec.report.watch import validate_interval
 
+    if args.watch is not None:
+        validate_interval(args.watch, name="--watch")
     folder = Path(args.experiment)
     if not folder.is_dir():
-        raise InvalidInputError(f"experiment folder {folder} not found")
-    path = write_report(folder, top_k=args.top)
-    _emit({"report": str(path)})
+        raise InvalidInputError(
+            f"experiment folder {folder} not found; pass the folder of one experiment, for "
+            "example results/<experiment>"
+        )
+    if args.watch is not None:
+        result = watch_report(folder, args.watch, top_k=args.top, png=args.png)
+        document: dict[str, Any] = {"report": str(result.report), "rewrites": result.n_rewrites}
+        pngs = result.pngs
+    else:
+        document = {"report": str(write_report(folder, top_k=args.top))}
+        pngs = write_pngs(folder, top_k=args.top) if args.png else []
+    if args.png:
+        document["figures"] = [str(path) for path in pngs]
+    _emit(document)
     return EXIT_OK
 
 

@@ -2,7 +2,10 @@
 
 The curves are smooth exponentials with seeded noise, shaped like the joint-loss model's: the
 embedding loss (MSE) and the ranking loss (BPR) fall towards a floor, MAP@k rises towards a
-ceiling that depends on the learning rate. Trials are stopped at ASHA-like rungs.
+ceiling that depends on the learning rate. Trials are stopped at ASHA-like rungs. On request,
+the writer adds what a finished search writes last: seed repeats of the top finished trials
+(reruns.parquet, confirm.parquet), a pruning audit of stopped trials (audit.parquet) and
+best_config.yaml, built with tune_rec.confirm as the search builds them.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
+from tune_rec.confirm import audit_verdicts, best_by_mean, summarise_repeats
 from tune_rec.schedules import alpha_at
 
 METRIC_KEYS = ("map@1", "map@5", "map@10", "ndcg@10", "recall@10")
@@ -130,6 +135,10 @@ def write_fake_experiment(
     write_trials: bool = True,
     write_epochs: bool = True,
     n_test_rows: int = 1,
+    n_confirm: int = 0,
+    n_confirm_seeds: int = 3,
+    n_audit: int = 0,
+    write_best_config: bool | None = None,
 ) -> Path:
     """Write settings.json, trials.parquet and epochs.parquet of a synthetic experiment.
 
@@ -149,6 +158,13 @@ def write_fake_experiment(
         write_trials: Whether to write trials.parquet.
         write_epochs: Whether to write epochs.parquet.
         n_test_rows: Number of best finished trials that get test metrics.
+        n_confirm: Number of best finished trials repeated with fresh seeds; with 1 or more,
+            reruns.parquet and confirm.parquet are written and the winner is the best mean.
+        n_confirm_seeds: Fresh seeds per repeated trial.
+        n_audit: Number of stopped trials continued to the full budget; with 1 or more,
+            audit.parquet is written (and the audit rows are added to reruns.parquet).
+        write_best_config: Whether to write best_config.yaml; by default when n_confirm or
+            n_audit is 1 or more.
 
     Returns:
         The experiment folder.
@@ -206,7 +222,117 @@ def write_fake_experiment(
         trials.to_parquet(path / "trials.parquet", index=False)
     if write_epochs:
         pd.concat(epoch_frames, ignore_index=True).to_parquet(path / "epochs.parquet", index=False)
+    if write_best_config is None:
+        write_best_config = n_confirm > 0 or n_audit > 0
+    _write_finished_search(
+        path, trials, rng, n_confirm, n_confirm_seeds, n_audit, seed, write_best_config
+    )
     return path
+
+
+def _rerun_row(
+    rng: np.random.Generator, trial: pd.Series, kind: str, seed: int, shift: float
+) -> dict:
+    """Return one reruns.parquet row: the trial's last metrics moved by ``shift`` and noise."""
+    noise = float(rng.normal(shift, 0.004))
+    row: dict = {
+        "kind": kind,
+        "source_trial": trial["trial_id"],
+        "rank": None,
+        "seed": seed,
+        "stopped_at": None,
+        "from_checkpoint": kind == "audit",
+    }
+    for key in METRIC_KEYS:
+        row[key] = float(trial[f"last_{key}"]) + noise
+    for key in METRIC_KEYS:
+        row[f"test_{key}"] = row[key] - 0.02 + float(rng.normal(0, 0.003))
+    return row
+
+
+def _write_finished_search(
+    path: Path,
+    trials: pd.DataFrame,
+    rng: np.random.Generator,
+    n_confirm: int,
+    n_confirm_seeds: int,
+    n_audit: int,
+    seed: int,
+    write_best_config: bool,
+) -> None:
+    """Write reruns.parquet, confirm.parquet, audit.parquet and best_config.yaml as asked."""
+    finished = trials[trials["status"] == "finished"].sort_values("last_map@10", ascending=False)
+    stopped = trials[(trials["status"] == "stopped") & (trials["n_epochs"] > 0)]
+    rows = []
+    for rank, (_, trial) in enumerate(finished.head(n_confirm).iterrows(), start=1):
+        for index in range(n_confirm_seeds):
+            # Fresh seeds land below the search value on average: the search picked the top.
+            row = _rerun_row(rng, trial, "confirm", seed + 1 + index, -0.006)
+            row["rank"] = rank
+            rows.append(row)
+    for _, trial in stopped.head(n_audit).iterrows():
+        row = _rerun_row(rng, trial, "audit", seed, 0.02)
+        row["stopped_at"] = int(trial["n_epochs"])
+        rows.append(row)
+    if not rows and not write_best_config:
+        return
+
+    reruns = pd.DataFrame(rows)
+    summary = None
+    if rows:
+        reruns["rank"] = reruns["rank"].astype("float64")
+        reruns["stopped_at"] = reruns["stopped_at"].astype("float64")
+        reruns.to_parquet(path / "reruns.parquet", index=False)
+    repeats = reruns[reruns["kind"] == "confirm"] if rows else reruns
+    if len(repeats):
+        summary = summarise_repeats(repeats)
+        summary.to_parquet(path / "confirm.parquet", index=False)
+    audited = reruns[reruns["kind"] == "audit"] if rows else reruns
+    if len(audited) and len(finished):
+        winner_value = float(finished["last_map@10"].iloc[0])
+        verdicts = audit_verdicts(audited, winner_value, "map@10", "max")
+        verdicts.to_parquet(path / "audit.parquet", index=False)
+    if write_best_config and len(finished):
+        _write_best_config(path, trials, finished, summary)
+
+
+def _plain(value: object) -> object:
+    """Return a YAML-safe value: None for a missing value, Python numbers for NumPy ones."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def _write_best_config(
+    path: Path, trials: pd.DataFrame, finished: pd.DataFrame, summary: pd.DataFrame | None
+) -> None:
+    winner_id = str(finished["trial_id"].iloc[0])
+    selected_by = "last-epoch validation map@10 (max) among finished trials"
+    if summary is not None:
+        winner_id = best_by_mean(summary, "map@10", "max")
+        selected_by = (
+            f"best mean validation map@10 over {int(summary['n_seeds'].iloc[0])} fresh seeds "
+            f"among the top {len(summary)} finished trials"
+        )
+    winner = trials[trials["trial_id"] == winner_id].iloc[0]
+    document: dict = {
+        "config": {key: _plain(winner[f"config.{key}"]) for key in CONFIG_KEYS},
+        "metrics": {key: float(winner[f"last_{key}"]) for key in METRIC_KEYS},
+        "seed": 0,
+        "data_checksum": CHECKSUM,
+        "source": {
+            "experiment": path.name,
+            "trial_id": winner_id,
+            "rank": 1,
+            "selected_by": selected_by,
+        },
+    }
+    if summary is not None:
+        row = summary[summary["source_trial"] == winner_id].iloc[0]
+        document["confirmation"] = {
+            key: _plain(value) for key, value in row.items() if key not in ("source_trial", "rank")
+        }
+    (path / "best_config.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
 
 
 def _settings(

@@ -96,13 +96,16 @@ def chromium() -> str:
 
 @pytest.fixture(scope="module")
 def rendered(write_experiment, chromium: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Render a report of 4 schedule types and return its DOM, log, figure count and paths."""
+    """Render a finished search of 4 schedule types, with seed repeats and a pruning audit, and
+    return its DOM, log, figure count and paths."""
     tmp_path = tmp_path_factory.mktemp("browser")
     experiment = write_experiment(
         tmp_path / "experiment",
         n_trials=40,
         max_epochs=20,
         schedules=("fixed", "increase", "decrease", "cosine"),
+        n_confirm=3,
+        n_audit=2,
     )
     report = write_report(experiment)
     html = report.read_text(encoding="utf-8")
@@ -153,7 +156,8 @@ def _root_attribute(dom: str, name: str) -> str | None:
 def test_browser_renders_every_figure(rendered: dict) -> None:
     counts = _count_classes(rendered["dom"])
     assert rendered["returncode"] == 0, rendered["log"][-2000:]
-    assert rendered["n_figures"] == 4
+    # Loss grid, metric per epoch, parallel coordinates, importances and seed repeats.
+    assert rendered["n_figures"] == 5
     assert counts["js-plotly-plot"] == rendered["n_figures"]
     assert counts["svg-container"] == rendered["n_figures"]
     assert counts["main-svg"] >= rendered["n_figures"]

@@ -16,9 +16,11 @@ from tune_rec.report.figures import (
     metric_per_epoch_figure,
     parallel_coordinates_figure,
     schedule_colour,
+    seed_repeats_figure,
 )
 from tune_rec.report.importance import Importances
 from tune_rec.report.reader import load_experiment
+from tune_rec.report.reruns import seed_repeats
 from tune_rec.report.summary import best_trial_ids, row_verdicts
 from tune_rec.schedules import SCHEDULE_TYPES
 
@@ -154,3 +156,42 @@ def test_importance_figure_largest_on_top() -> None:
 
 def test_importance_figure_none_when_empty() -> None:
     assert importance_figure(Importances({}, "none", "x", 0), "MAP@10") is None
+
+
+def test_seed_repeats_figure_traces(make_experiment) -> None:
+    path = make_experiment(n_trials=12, max_epochs=9, n_confirm=3, n_confirm_seeds=4)
+    repeats = seed_repeats(load_experiment(path))
+
+    figure = seed_repeats_figure(repeats, "MAP@10")
+
+    seeds, means, search = figure.data
+    assert len(seeds.y) == 3 * 4
+    intervals = [row.intervals["map@10"] for row in repeats.rows]
+    assert list(means.y) == [interval.mean for interval in intervals]
+    assert np.allclose(means.error_y.array, [i.high - i.mean for i in intervals])
+    assert np.allclose(means.error_y.arrayminus, [i.mean - i.low for i in intervals])
+    assert list(means.marker.color) == [schedule_colour(row.schedule) for row in repeats.rows]
+    assert list(search.y) == [row.search_value for row in repeats.rows]
+    # The three markers of a config sit apart, around the config's tick.
+    assert list(figure.layout.xaxis.tickvals) == [0.0, 1.0, 2.0]
+    assert search.x[0] < means.x[0] < seeds.x[0]
+    labels = list(figure.layout.xaxis.ticktext)
+    winner_index = [row.trial_id for row in repeats.rows].index(repeats.winner_id)
+    assert labels[winner_index].endswith("<b>winner</b>")
+    assert sum("winner" in label for label in labels) == 1
+
+
+def test_seed_repeats_figure_without_repeats(make_experiment) -> None:
+    experiment = load_experiment(make_experiment(n_trials=6, max_epochs=5))
+
+    assert seed_repeats_figure(seed_repeats(experiment), "MAP@10") is None
+    assert seed_repeats_figure(None, "MAP@10") is None
+
+
+def test_seed_repeats_figure_one_seed(make_experiment) -> None:
+    path = make_experiment(n_trials=12, max_epochs=9, n_confirm=2, n_confirm_seeds=1)
+
+    figure = seed_repeats_figure(seed_repeats(load_experiment(path)), "MAP@10")
+
+    means = figure.data[1]
+    assert list(means.error_y.array) == [0.0, 0.0]

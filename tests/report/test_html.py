@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from tune_rec.errors import InvalidInputError
 from tune_rec.report import build_report_html, write_report
 from tune_rec.report.analysis import analyse_experiment
 from tune_rec.report.figures import n_figures
 from tune_rec.report.reader import load_experiment
+from tune_rec.report.reruns import format_interval
 
 SECTIONS = (
     "<h2>Settings</h2>",
@@ -28,6 +30,8 @@ SECTIONS = (
     "<h2>5. Top configs</h2>",
     "<h3>Searched parameters against the metric</h3>",
     "<h3>Parameter importance</h3>",
+    "<h2>6. Seed repeats of the top configs</h2>",
+    "<h2>7. Pruning audit</h2>",
 )
 PLOTLY_BUNDLE_MARKER = "* plotly.js v"
 
@@ -265,3 +269,152 @@ def test_report_runs_without_ray_or_torch(make_experiment) -> None:
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def _section(html: str, heading: str, next_heading: str | None = None) -> str:
+    section = html.split(heading, 1)[1]
+    return section.split(next_heading, 1)[0] if next_heading else section
+
+
+REPEATS_HEADING = "<h2>6. Seed repeats of the top configs</h2>"
+AUDIT_HEADING = "<h2>7. Pruning audit</h2>"
+
+
+def test_report_seed_repeats_section(make_experiment) -> None:
+    path = make_experiment(n_trials=12, max_epochs=9, n_confirm=3, n_audit=2)
+    summary = pd.read_parquet(path / "confirm.parquet").set_index("source_trial")
+    winner = yaml.safe_load((path / "best_config.yaml").read_text())["source"]["trial_id"]
+
+    html = write_report(path).read_text(encoding="utf-8")
+
+    section = _section(html, REPEATS_HEADING, AUDIT_HEADING)
+    assert n_figures(html) == 5
+    assert n_figures(section) == 1
+    assert "with fresh seeds (1, 2, 3; the search used seed 0)" in section
+    assert f"<b>Winner: <code>{winner}</code>" in section
+    assert "selected by best mean validation map@10 over 3 fresh seeds" in section
+    assert "never used for selection" in section
+    table = section.split("<table", 1)[1].split("</table>", 1)[0]
+    assert table.count("<tr><td>") == 3
+    assert table.count('<b class="good">winner</b>') == 1
+    row = summary.loc[winner]
+    half = (row["map@10_ci_high"] - row["map@10_ci_low"]) / 2
+    assert f"{row['map@10_mean']:.4f} ± {half:.4f}" in table
+    assert f"std {row['test_map@10_std']:.4f}" in table
+
+
+def test_report_winner_in_header_and_top_table(make_experiment) -> None:
+    path = make_experiment(n_trials=12, max_epochs=9, n_confirm=3)
+    winner = yaml.safe_load((path / "best_config.yaml").read_text())["source"]["trial_id"]
+
+    html = build_report_html(path)
+
+    assert f"Winner (best_config.yaml): <code>{winner}</code>, selected by" in html
+    top = _section(html, "<h2>5. Top configs</h2>", "<h3>")
+    assert f'<code>{winner}</code> <b class="good">winner</b>' in top
+
+
+def test_report_reference_shows_fresh_seed_interval(make_experiment) -> None:
+    path = make_experiment(n_trials=12, max_epochs=9, n_confirm=3)
+    experiment = load_experiment(path)
+    data = analyse_experiment(experiment)
+    repeated = [data.repeats.row(trial_id) for trial_id in data.best_ids.values()]
+    repeated = [row for row in repeated if row is not None]
+
+    html = build_report_html(path)
+
+    reference = _section(html, "<h2>3. Reference", "<h2>4.")
+    assert repeated
+    for row in repeated:
+        for key in ("map@1", "map@5", "map@10"):
+            assert format_interval(row.intervals[key], row.n_seeds) in reference
+    assert "the line below its value gives the mean over those seeds" in reference
+
+
+def test_report_reference_without_repeats(make_experiment) -> None:
+    html = build_report_html(make_experiment(n_trials=12, max_epochs=9))
+
+    reference = _section(html, "<h2>3. Reference", "<h2>4.")
+    assert "seeds)" not in reference
+    assert "the line below its value" not in reference
+
+
+def test_report_pruning_audit_section(make_experiment) -> None:
+    path = make_experiment(n_trials=12, max_epochs=9, n_audit=2)
+    audit = pd.read_parquet(path / "audit.parquet")
+
+    html = build_report_html(path)
+
+    section = _section(html, AUDIT_HEADING)
+    assert '<b class="good">None of the 2 audited trials would have beaten the winner' in section
+    closest = audit.sort_values("margin", ascending=False).iloc[0]
+    assert f"the closest, trial {closest['source_trial']}" in section
+    assert f"fell short by {abs(closest['margin']):.4f} MAP@10" in section
+    assert "Margin = audited value − winner&#x27;s value" in section
+    table = section.split("<table", 1)[1].split("</table>", 1)[0]
+    assert table.count("<tr><td>") == 2
+    assert f"{closest['margin']:+.4f}" in table
+
+
+def test_report_pruning_audit_trial_would_have_won(make_experiment) -> None:
+    path = make_experiment(n_trials=12, max_epochs=9, n_audit=2)
+    audit = pd.read_parquet(path / "audit.parquet")
+    audit.loc[0, "map@10"] = audit.loc[0, "winner_value"] + 0.005
+    audit.loc[0, "margin"] = 0.005
+    audit.loc[0, "would_have_won"] = True
+    audit.to_parquet(path / "audit.parquet", index=False)
+
+    html = build_report_html(path)
+
+    section = _section(html, AUDIT_HEADING)
+    trial_id = audit.loc[0, "source_trial"]
+    assert f'<b class="bad">Trial {trial_id} (' in section
+    assert "would have won by 0.0050 MAP@10" in section
+    assert '<b class="bad">yes</b>' in section
+
+
+def test_report_without_finished_search_files(make_experiment) -> None:
+    html = build_report_html(make_experiment(n_trials=12, max_epochs=9))
+
+    assert REPEATS_HEADING in html
+    assert AUDIT_HEADING in html
+    assert "No seed repeats: confirm.parquet is not in the folder; the search writes it" in html
+    assert "No pruning audit: audit.parquet is not in the folder; the search writes it" in html
+    assert n_figures(html) == 4
+
+
+def test_report_best_config_without_repeats(make_experiment) -> None:
+    path = make_experiment(n_trials=12, max_epochs=9, write_best_config=True)
+
+    html = build_report_html(path)
+
+    assert "the search ran without seed repeats (--confirm-top 0)" in html
+    assert "the search ran without an audit (--audit-pruned 0)" in html
+    assert "selected by last-epoch validation map@10 (max) among finished trials" in html
+
+
+def test_report_seed_repeats_failures_listed(make_experiment) -> None:
+    path = make_experiment(n_trials=12, max_epochs=9, n_confirm=2)
+    reruns = pd.read_parquet(path / "reruns.parquet")
+    reruns["error"] = None
+    reruns.loc[0, "error"] = "RuntimeError: <boom>"
+    reruns.to_parquet(path / "reruns.parquet", index=False)
+
+    html = build_report_html(path)
+
+    section = _section(html, REPEATS_HEADING, AUDIT_HEADING)
+    assert "1 seed repeats failed and are left out of the table" in section
+    assert f"<code>{reruns.loc[0, 'source_trial']} seed 1</code>" in section
+    assert "RuntimeError: &lt;boom&gt;" in section
+
+
+def test_report_escapes_selected_by(make_experiment) -> None:
+    path = make_experiment(n_trials=12, max_epochs=9, n_confirm=2)
+    document = yaml.safe_load((path / "best_config.yaml").read_text())
+    document["source"]["selected_by"] = "<script>alert(1)</script>"
+    (path / "best_config.yaml").write_text(yaml.safe_dump(document))
+
+    html = build_report_html(path)
+
+    assert "<script>alert(1)</script>" not in html
+    assert "selected by &lt;script&gt;alert(1)&lt;/script&gt;" in html

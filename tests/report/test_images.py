@@ -69,3 +69,16 @@ def test_write_pngs_with_kaleido(make_experiment) -> None:
 
     assert written
     assert all(file.read_bytes().startswith(b"\x89PNG") for file in written)
+
+
+def test_write_pngs_includes_seed_repeats(make_experiment, tmp_path, monkeypatch) -> None:
+    def write_image(self, path, **kwargs):
+        path.write_bytes(b"\x89PNG")
+
+    monkeypatch.setattr(go.Figure, "write_image", write_image)
+    path = make_experiment(n_trials=12, max_epochs=9, n_confirm=3)
+
+    written = write_pngs(path, output_dir=tmp_path / "png")
+
+    assert written[-1].name == "seed_repeats.png"
+    assert len(written) == 5

@@ -14,6 +14,7 @@ from tune_rec.report import figures
 from tune_rec.report.convergence import DEFAULT_TOLERANCE, DEFAULT_WINDOW
 from tune_rec.report.importance import Importances, compute_importances
 from tune_rec.report.reader import Experiment
+from tune_rec.report.reruns import PruningAudit, SeedRepeats, pruning_audit, seed_repeats
 from tune_rec.report.summary import (
     EpochBudget,
     RowVerdict,
@@ -48,6 +49,10 @@ class ReportData:
     fixed: dict[str, Any]
     importances: Importances
     parallel_note: str
+    repeats: SeedRepeats | None = None
+    """The seed repeats of the top configs; None until the search has written them."""
+    audit: PruningAudit | None = None
+    """The audited stopped trials; None when the search audited none."""
     figures: dict[str, go.Figure] = field(default_factory=dict)
     """Figures by name, in page order; a figure without data to draw is absent."""
 
@@ -91,6 +96,7 @@ def analyse_experiment(
     searched, fixed = split_params(experiment)
     importances = compute_importances(experiment)
     parallel, parallel_note = _parallel_trials(experiment)
+    repeats = seed_repeats(experiment)
 
     candidates = {
         "losses": figures.loss_grid_figure(experiment, verdicts),
@@ -99,6 +105,9 @@ def analyse_experiment(
             parallel, searched, experiment.metric, metric_label, space_params(experiment.settings)
         ),
         "importances": figures.importance_figure(importances, metric_label),
+        "seed_repeats": figures.seed_repeats_figure(
+            repeats, repeats.metric.upper() if repeats else metric_label
+        ),
     }
     return ReportData(
         experiment=experiment,
@@ -115,5 +124,7 @@ def analyse_experiment(
         fixed=fixed,
         importances=importances,
         parallel_note=parallel_note,
+        repeats=repeats,
+        audit=pruning_audit(experiment),
         figures={name: figure for name, figure in candidates.items() if figure is not None},
     )

@@ -1,4 +1,5 @@
-"""Plotly figures of the report: loss grid, MAP per epoch, parallel coordinates, importances.
+"""Plotly figures of the report: loss grid, MAP per epoch, parallel coordinates, importances,
+seed repeats.
 
 Every schedule type has one colour on every figure (SCHEDULE_COLOURS). The curves of many trials
 are drawn as one trace per schedule type, with gaps between trials, so that a figure of 200
@@ -16,6 +17,7 @@ from plotly.subplots import make_subplots
 
 from tune_rec.report.importance import Importances
 from tune_rec.report.reader import SCHEDULE_COLUMN, UNKNOWN_SCHEDULE, Experiment
+from tune_rec.report.reruns import RepeatRow, SeedRepeats
 from tune_rec.report.summary import (
     LOSS_LABELS,
     RowVerdict,
@@ -401,6 +403,106 @@ def importance_figure(importances: Importances, metric_label: str) -> go.Figure 
         title_text="importance (share of the total, unitless)", tickformat=".0%", range=[0, upper]
     )
     figure.update_yaxes(title_text=None, automargin=True)
+    return figure
+
+
+def _repeat_label(row: RepeatRow, winner_id: str | None) -> str:
+    rank = f"#{row.rank} " if row.rank is not None else ""
+    suffix = " · <b>winner</b>" if row.trial_id == winner_id else ""
+    return f"{rank}{row.trial_id}<br>{row.schedule}{suffix}"
+
+
+# Horizontal offsets, in config slots, that keep the three markers of a config apart.
+_SEARCH_OFFSET = -0.18
+_SEEDS_OFFSET = 0.18
+
+
+def seed_repeats_figure(repeats: SeedRepeats | None, metric_label: str) -> go.Figure | None:
+    """Draw each repeated config's fresh-seed mean with its 95 % interval beside its search value.
+
+    The search value is the single seed that ranked the config among the top ones, so it tends
+    to sit above the fresh-seed mean. Returns None without seed repeats or without a mean.
+    """
+    if repeats is None:
+        return None
+    rows = [row for row in repeats.rows if repeats.metric in row.intervals]
+    rows = [row for row in rows if np.isfinite(row.intervals[repeats.metric].mean)]
+    if not rows:
+        return None
+
+    slots = np.arange(len(rows), dtype=float)
+    intervals = [row.intervals[repeats.metric] for row in rows]
+    means = np.array([interval.mean for interval in intervals])
+    above = np.nan_to_num(np.array([interval.high for interval in intervals]) - means)
+    below = np.nan_to_num(means - np.array([interval.low for interval in intervals]))
+
+    figure = go.Figure()
+    seed_x = [index + _SEEDS_OFFSET for index, row in enumerate(rows) for _ in row.seed_values]
+    seed_y = [value for row in rows for value in row.seed_values]
+    if seed_y:
+        figure.add_trace(
+            go.Scatter(
+                x=seed_x,
+                y=seed_y,
+                mode="markers",
+                marker={"symbol": "circle-open", "size": 8, "color": "#555555"},
+                name="each fresh seed",
+                hovertemplate="fresh seed: %{y:.4f}<extra></extra>",
+            )
+        )
+    figure.add_trace(
+        go.Scatter(
+            x=slots,
+            y=means,
+            customdata=[f"{row.trial_id}, {row.n_seeds} seeds" for row in rows],
+            mode="markers",
+            marker={
+                "symbol": "square",
+                "size": 12,
+                "color": [schedule_colour(row.schedule) for row in rows],
+            },
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": above,
+                "arrayminus": below,
+                "color": "#333333",
+                "thickness": 1.5,
+                "width": 8,
+            },
+            name="fresh-seed mean with 95 % interval",
+            hovertemplate="%{customdata}<br>mean %{y:.4f}<extra></extra>",
+        )
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=slots + _SEARCH_OFFSET,
+            y=[row.search_value for row in rows],
+            customdata=[row.trial_id for row in rows],
+            mode="markers",
+            marker={
+                "symbol": "diamond",
+                "size": 12,
+                "color": "rgba(0,0,0,0)",
+                "line": {"color": "#B3261E", "width": 2},
+            },
+            name="search value (the one seed that ranked it)",
+            hovertemplate="%{customdata}<br>search %{y:.4f}<extra></extra>",
+        )
+    )
+    _base_layout(figure, f"Validation {metric_label}: search value against fresh seeds", 430)
+    figure.update_layout(
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.01, "x": 0.0},
+        margin={"l": 70, "r": 30, "t": 100, "b": 70},
+    )
+    figure.update_xaxes(
+        tickvals=slots,
+        ticktext=[_repeat_label(row, repeats.winner_id) for row in rows],
+        range=[-0.6, len(rows) - 0.4],
+        showgrid=False,
+        zeroline=False,
+    )
+    figure.update_yaxes(title_text=f"validation {metric_label}", tickformat=".3f")
     return figure
 
 

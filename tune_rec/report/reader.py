@@ -1,9 +1,11 @@
-"""Reading an experiment folder: settings.json, trials.parquet and epochs.parquet.
+"""Reading an experiment folder: settings.json, trials.parquet, epochs.parquet and the results
+that a finished search adds (confirm.parquet, reruns.parquet, audit.parquet, best_config.yaml).
 
 The search may still be writing the folder, so every file is optional. A file that is missing or
 cannot be read is recorded in ``Experiment.notes`` and replaced by an empty table. Trials that
 appear in epochs.parquet but not (yet) in trials.parquet are added as running trials. Missing
-per-trial values (epochs run, last and best metrics) are filled from epochs.parquet.
+per-trial values (epochs run, last and best metrics) are filled from epochs.parquet. The files of
+a finished search are None until the search writes them, and their absence is no note.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from typing import Any
 
 import pandas as pd
 import pyarrow
+import yaml
 
 from tune_rec.errors import InvalidInputError
 from tune_rec.experiment import (
+    BEST_CONFIG_FILE,
     EPOCHS_FILE,
     LOSS_KEYS,
     METRIC_KEYS,
@@ -32,6 +36,11 @@ logger = logging.getLogger(__name__)
 
 # The searcher's Optuna storage, where the search keeps one.
 OPTUNA_FILE = "optuna.db"
+# Written at the end of a search by tune_rec.search.runner from tune_rec.confirm's results. The
+# names are repeated here because importing those modules loads SciPy, Ray and PyTorch.
+CONFIRM_FILE = "confirm.parquet"
+RERUNS_FILE = "reruns.parquet"
+AUDIT_FILE = "audit.parquet"
 UNKNOWN_SCHEDULE = "unknown"
 SCHEDULE_COLUMN = "config.schedule"
 
@@ -50,6 +59,16 @@ class Experiment:
     """One row per trial and epoch, sorted by trial_id and epoch."""
     notes: list[str] = field(default_factory=list)
     """Sentences about missing, unreadable or derived data, shown in the report header."""
+    confirm: pd.DataFrame | None = None
+    """confirm.parquet: one row per config repeated with fresh seeds (mean, std and 95 %
+    interval of each metric); None when the search has not written it."""
+    reruns: pd.DataFrame | None = None
+    """reruns.parquet: one row per seed repeat or audited trial, with its metrics or error."""
+    audit: pd.DataFrame | None = None
+    """audit.parquet: the stopped trials continued to the full budget, with their margin over
+    the winner's value."""
+    best_config: dict[str, Any] | None = None
+    """Parsed best_config.yaml: the winner's config, metrics and source (selected_by)."""
 
     @property
     def optuna_db(self) -> Path | None:
@@ -97,6 +116,33 @@ def _read_parquet(path: Path, name: str, notes: list[str]) -> pd.DataFrame | Non
         logger.warning("cannot read %s: %s", file, error)
         notes.append(f"{name} could not be read ({error}); it may be in the middle of a write.")
         return None
+
+
+def _read_optional_parquet(path: Path, name: str, notes: list[str]) -> pd.DataFrame | None:
+    """Read a file of a finished search; None, without a note, when it is not there yet."""
+    if not (path / name).is_file():
+        return None
+    frame = _read_parquet(path, name, notes)
+    if frame is not None and "source_trial" in frame:
+        frame = frame[frame["source_trial"].notna()].copy()
+        frame["source_trial"] = frame["source_trial"].astype(str)
+    return frame
+
+
+def _read_best_config(path: Path, notes: list[str]) -> dict[str, Any] | None:
+    file = path / BEST_CONFIG_FILE
+    if not file.is_file():
+        return None
+    try:
+        document = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        logger.warning("cannot read %s: %s", file, error)
+        notes.append(f"{BEST_CONFIG_FILE} could not be read ({error}), so the winner is unknown.")
+        return None
+    if not isinstance(document, dict):
+        notes.append(f"{BEST_CONFIG_FILE} does not contain a YAML mapping, so it was ignored.")
+        return None
+    return document
 
 
 def _normalise_epochs(epochs: pd.DataFrame | None) -> pd.DataFrame:
@@ -205,7 +251,8 @@ def load_experiment(path: Path) -> Experiment:
         path: The experiment folder, for example ``results/<experiment>``.
 
     Returns:
-        The settings and the normalised trial and epoch tables.
+        The settings, the normalised trial and epoch tables and, where the search has written
+        them, its seed repeats, pruning audit and best config.
 
     Raises:
         InvalidInputError: The folder does not exist, or contains none of settings.json,
@@ -228,4 +275,14 @@ def load_experiment(path: Path) -> Experiment:
     settings = _read_settings(path, notes)
     epochs = _normalise_epochs(_read_parquet(path, EPOCHS_FILE, notes))
     trials = _normalise_trials(_read_parquet(path, TRIALS_FILE, notes), epochs, notes)
-    return Experiment(path=path, settings=settings, trials=trials, epochs=epochs, notes=notes)
+    return Experiment(
+        path=path,
+        settings=settings,
+        trials=trials,
+        epochs=epochs,
+        notes=notes,
+        confirm=_read_optional_parquet(path, CONFIRM_FILE, notes),
+        reruns=_read_optional_parquet(path, RERUNS_FILE, notes),
+        audit=_read_optional_parquet(path, AUDIT_FILE, notes),
+        best_config=_read_best_config(path, notes),
+    )

@@ -19,6 +19,7 @@ from tune_rec.report.convergence import describe_rule
 from tune_rec.report.figures import FAINT_COVERAGE, schedule_colour
 from tune_rec.report.reader import METRIC_KEYS, SCHEDULE_COLUMN
 from tune_rec.report.reference import REFERENCE_BETA, REFERENCE_METRICS, REFERENCE_TABLE
+from tune_rec.report.reruns import best_config_source, format_interval
 from tune_rec.report.summary import LOSS_LABELS, order_schedule_types
 
 MISSING = "–"
@@ -51,7 +52,7 @@ def format_param(value: Any) -> str:
     return format_value(value)
 
 
-def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], css_class: str = "") -> str:
+def html_table(headers: Sequence[str], rows: Iterable[Sequence[str]], css_class: str = "") -> str:
     """Build an HTML table. Header names are escaped here, and cells must already be HTML."""
     head = "".join(f"<th>{escape(header)}</th>" for header in headers)
     body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
@@ -59,7 +60,8 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], css_class: str
     return f"<table{class_attribute}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _schedule_chip(schedule: str) -> str:
+def schedule_chip(schedule: str) -> str:
+    """Return the schedule type's name after a square of its colour, as HTML."""
     colour = schedule_colour(schedule)
     return (
         f'<span class="nowrap"><span class="chip" style="background:{colour}"></span>'
@@ -167,8 +169,22 @@ def _trials_summary(data: ReportData) -> str:
         )
     return (
         f'<h2>Trials</h2><table class="keyvalue"><tr><th>trials</th><td>{n_trials}{planned}'
-        f"</td></tr>{rows}</table><p>{escape(budget_text)}</p>{_failed_trials(data)}"
+        f"</td></tr>{rows}</table><p>{escape(budget_text)}</p>{_winner_line(data)}"
+        f"{_failed_trials(data)}"
     )
+
+
+def _winner_line(data: ReportData) -> str:
+    """Name the winner of best_config.yaml and how it was selected, where the file exists."""
+    source = best_config_source(data.experiment)
+    if source.get("trial_id") is None:
+        return ""
+    text = f"<p>Winner (best_config.yaml): <code>{escape(str(source['trial_id']))}</code>"
+    if source.get("selected_by"):
+        text += f", selected by {escape(str(source['selected_by']))}"
+    if source.get("interrupted"):
+        text += ", chosen when the search was interrupted"
+    return text + ".</p>"
 
 
 def _failed_trials(data: ReportData) -> str:
@@ -206,7 +222,7 @@ def convergence_section(data: ReportData) -> str:
     rows = []
     for row in data.verdicts:
         cells = [
-            _schedule_chip(row.schedule),
+            schedule_chip(row.schedule),
             f"<code>{escape(row.trial_id)}</code>",
             str(row.n_epochs),
         ]
@@ -231,7 +247,7 @@ def convergence_section(data: ReportData) -> str:
         f"<p>{escape(rule)} Where alpha changes during training, the target loss moves with "
         "alpha even when the model has stopped learning, so it is no convergence signal: the "
         "row's verdict then rests on the embedding and ranking losses.</p>"
-        + _table(headers, rows, "verdicts")
+        + html_table(headers, rows, "verdicts")
     )
 
 
@@ -261,23 +277,29 @@ def reference_section(data: ReportData) -> str:
         trial_id = data.best_ids.get(schedule)
         trial = trials.loc[trial_id] if trial_id is not None else None
         cells = [
-            _schedule_chip(schedule),
-            escape(reference.setting) if reference else MISSING,
+            schedule_chip(schedule),
+            f'<span class="wrap">{escape(reference.setting)}</span>' if reference else MISSING,
             f"<code>{escape(trial_id)}</code> ({escape(str(trial['status']))})"
             if trial is not None
             else "no trial",
-            escape(
+            '<span class="wrap">'
+            + escape(
                 f"alpha {_alpha_schedule(trial)}, beta {format_param(trial.get('config.beta'))}"
             )
+            + "</span>"
             if trial is not None
             else MISSING,
         ]
+        repeated = data.repeats.row(trial_id) if data.repeats and trial_id else None
         for key in REFERENCE_METRICS:
             ours = trial.get(f"last_{key}") if trial is not None else None
             theirs = reference.values[key] if reference else None
             text = format_value(ours)
             if ours is not None and theirs is not None and pd.notna(ours):
                 text += f' <small class="muted">({ours - theirs:+.3f})</small>'
+            if repeated is not None and key in repeated.intervals:
+                interval = format_interval(repeated.intervals[key], repeated.n_seeds)
+                text += f"<br><small>{escape(interval)}</small>"
             cells.append(text)
         for key in REFERENCE_METRICS:
             # As published: 0.8375 has four decimals, the other values three.
@@ -307,8 +329,14 @@ def reference_section(data: ReportData) -> str:
         f"{format_value(data_settings.get('split'))} split. Differences (ours − study) are in "
         "brackets."
     )
+    if data.repeats is not None and any(data.repeats.row(i) for i in data.best_ids.values()):
+        protocol += (
+            " Where a type's best trial was among the configs retrained with fresh seeds, the "
+            "line below its value gives the mean over those seeds ± the half width of its 95 % "
+            "interval (section 6)."
+        )
     return (
-        _table(headers, rows, "reference")
+        f'<div class="scroll">{html_table(headers, rows, "reference")}</div>'
         + f"<p>{escape(protocol)} The study's values are those of its Table 1 (MovieLens-100K, "
         f"beta = {REFERENCE_BETA}). The study does not publish its split, its relevance "
         "threshold or its MAP@k definition, so its numbers are a reference and not a "
@@ -363,12 +391,14 @@ def top_configs_section(data: ReportData) -> str:
     headers += ["alpha schedule"] if show_alpha else []
     headers += [*params, *map(_metric_header, metric_columns)]
     rows = []
+    winner_id = _winner_id(data)
     for rank, (_, trial) in enumerate(top.iterrows(), start=1):
+        winner = ' <b class="good">winner</b>' if str(trial["trial_id"]) == winner_id else ""
         cells = [
             str(rank),
-            f"<code>{escape(str(trial['trial_id']))}</code>",
+            f'<span class="nowrap"><code>{escape(str(trial["trial_id"]))}</code>{winner}</span>',
             str(trial["n_epochs"]),
-            _schedule_chip(str(trial[SCHEDULE_COLUMN])),
+            schedule_chip(str(trial[SCHEDULE_COLUMN])),
         ]
         if show_alpha:
             cells.append(escape(_alpha_schedule(trial)))
@@ -391,9 +421,14 @@ def top_configs_section(data: ReportData) -> str:
         notes.append(f"Set to one value in every trial: {fixed}.")
     notes_html = "".join(f"<p>{escape(note)}</p>" for note in notes)
     return (
-        f'<div class="scroll">{_table(headers, rows, "top")}</div>{notes_html}'
+        f'<div class="scroll">{html_table(headers, rows, "top")}</div>{notes_html}'
         + _test_metrics_table(top, test_columns)
     )
+
+
+def _winner_id(data: ReportData) -> str | None:
+    trial_id = best_config_source(data.experiment).get("trial_id")
+    return str(trial_id) if trial_id is not None else None
 
 
 def _test_metrics_table(top: pd.DataFrame, test_columns: list[str]) -> str:
@@ -409,7 +444,7 @@ def _test_metrics_table(top: pd.DataFrame, test_columns: list[str]) -> str:
     headers = ["trial", *map(_metric_header, test_columns)]
     return (
         "<p>Test split, computed only for finished winners and never used to rank them:</p>"
-        + _table(headers, rows, "top")
+        + html_table(headers, rows, "top")
     )
 
 

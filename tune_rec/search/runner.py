@@ -73,6 +73,10 @@ class SearchOptions:
     audit_pruned: int = 0
     log_to_driver: bool = False
     argv: list[str] = field(default_factory=list)
+    # MLflow tracking URI (file:, sqlite:, http(s):, databricks); None logs to no tracker.
+    mlflow_uri: str | None = None
+    # MLflow experiment of the runs; None names it after the experiment folder.
+    mlflow_experiment: str | None = None
 
 
 @dataclass

@@ -62,8 +62,12 @@ def train_trial(
 
 
 def _train_and_report(trainer: Trainer, device: str, checkpoint_epochs: set[int]) -> None:
+    import ray
+
+    # The node's id tells apart trials on two nodes of one machine, which share node_ip.
+    node_id = ray.get_runtime_context().get_node_id()
     for record in trainer.epochs():
-        metrics = {**record.as_dict(), "device": device}
+        metrics = {**record.as_dict(), "device": device, "node_id": node_id}
         if trainer.epoch in checkpoint_epochs:
             with tempfile.TemporaryDirectory() as folder:
                 torch.save(trainer.state_dict(), Path(folder) / CHECKPOINT_FILE)

@@ -16,6 +16,7 @@ from tune_rec.search.optuna_searcher import TrialAwareOptunaSearch
 from tune_rec.search.recorder import EndedTrialStopper, ExperimentRecorder
 from tune_rec.search.runner import SearchOptions, fixed_values
 from tune_rec.search.schedulers import PerScheduleASHA
+from tune_rec.search.tracking import build_callbacks
 from tune_rec.search.trainable import train_trial
 from tune_rec.space import SearchSpace
 
@@ -99,13 +100,25 @@ def build_trainable(options: SearchOptions, dataset: Dataset) -> Any:
 
 
 def run_config(folder: Path, options: SearchOptions, log: ExperimentLog) -> tune.RunConfig:
-    """Return the RunConfig that stores Ray's experiment state inside the experiment folder."""
+    """Return the RunConfig that stores Ray's experiment state inside the experiment folder.
+
+    The folder's parent is Ray's ``storage_path``: on a cluster of several machines it must be
+    a path that every node reaches (a shared file system), because each trial writes its
+    checkpoints and logs there from the node it runs on.
+
+    Raises:
+        InvalidInputError: a tracker of ``options`` cannot be used.
+    """
+    callbacks = [
+        ExperimentRecorder(log, progress_seconds=options.progress_seconds),
+        *build_callbacks(folder, options),
+    ]
     return tune.RunConfig(
         name=folder.name,
         storage_path=str(folder.parent),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
-        callbacks=[ExperimentRecorder(log, progress_seconds=options.progress_seconds)],
+        callbacks=callbacks,
         stop=EndedTrialStopper(folder, log.max_epochs, log.metric, log.mode),
         verbose=0,
     )
