@@ -668,8 +668,8 @@ def test_alpha_yaml_settings() -> None:
     assert space.protocol == "rated"
     assert space.searcher.type == "tpe"
     assert space.scheduler.type == "asha"
-    assert space.max_epochs == 20
-    assert space.num_samples == 32
+    assert space.max_epochs == 30
+    assert space.num_samples == 64
     assert space.params["batch_size"][0].value == 1024
     assert set(space.params["schedule"][0].values) == set(SCHEDULE_TYPES)
 
@@ -921,8 +921,8 @@ def test_with_overrides_applies_flags() -> None:
     assert changed.resources.cpus_per_trial == 2.0
     assert changed.resources.gpus_per_trial == 0.5
     assert changed.params == space.params
-    assert space.num_samples == 32
-    assert space.max_epochs == 20
+    assert space.num_samples == 64
+    assert space.max_epochs == 30
 
 
 def test_with_overrides_none_keeps_values() -> None:
