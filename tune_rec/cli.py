@@ -309,7 +309,6 @@ def configure_logging(verbose: int, quiet: int) -> None:
     root = logging.getLogger("tune_rec")
     root.handlers[:] = [handler]
     root.setLevel(level)
-    root.propagate = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -353,6 +352,21 @@ def _at_least_zero(flag: str, value: int) -> int:
     return value
 
 
+def _resumed_space(folder: Path) -> tuple[Any, Path]:
+    """Return the resolved search space of an experiment (flags applied) and its file."""
+    from tune_rec.experiment import SETTINGS_FILE, SPACE_FILE
+    from tune_rec.space import parse_search_space
+
+    settings_path = folder / SETTINGS_FILE
+    if not settings_path.is_file():
+        raise InvalidInputError(
+            f"--resume: {folder} holds no experiment ({SETTINGS_FILE} not found); pass the "
+            "folder of an earlier search"
+        )
+    settings = json.loads(settings_path.read_text(encoding="utf-8"))
+    return parse_search_space(settings["space"], source=str(settings_path)), folder / SPACE_FILE
+
+
 def _search(args: argparse.Namespace, argv: list[str]) -> int:
     from tune_rec.data import load_dataset
     from tune_rec.search.ray_session import resolve_address
@@ -373,20 +387,15 @@ def _search(args: argparse.Namespace, argv: list[str]) -> int:
 
         check_mlflow_store(args.mlflow_uri)
 
-    overwrite_space_path = None
     if args.resume:
-        from tune_rec.experiment import SPACE_FILE
-
-        overwrite_space_path = Path(args.resume) / SPACE_FILE
+        space, space_path = _resumed_space(Path(args.resume))
         if args.space:
             logger.warning("--resume reads the search space of the experiment; --space ignored")
-        space_path = overwrite_space_path
     elif args.space is None:
         raise InvalidInputError("search needs --space PATH (a search space YAML file) or --resume")
     else:
         space_path = args.space
-
-    space = load_search_space(space_path)
+        space = load_search_space(space_path)
     if not args.resume:
         overrides = {
             key: getattr(args, key)

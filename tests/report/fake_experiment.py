@@ -158,8 +158,8 @@ def write_fake_experiment(
         write_trials: Whether to write trials.parquet.
         write_epochs: Whether to write epochs.parquet.
         n_test_rows: Number of best finished trials that get test metrics.
-        n_confirm: Number of best finished trials repeated with fresh seeds; with 1 or more,
-            reruns.parquet and confirm.parquet are written and the winner is the best mean.
+        n_confirm: Number of best finished trials repeated with fresh seeds. With 1 or more,
+            reruns.parquet and confirm.parquet are written, and the winner is the best mean.
         n_confirm_seeds: Fresh seeds per repeated trial.
         n_audit: Number of stopped trials continued to the full budget; with 1 or more,
             audit.parquet is written (and the audit rows are added to reruns.parquet).

@@ -81,6 +81,8 @@ def test_sigkill_then_resume_loses_nothing(tmp_path, ml100k_dir):
         "--no-report",
         "--checkpoint-every",
         "1",
+        "--max-epochs",
+        "6",
     ]
     process = subprocess.Popen(
         command, env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -96,7 +98,22 @@ def test_sigkill_then_resume_loses_nothing(tmp_path, ml100k_dir):
     assert not (folder / "best_config.yaml").exists()
 
     resumed = subprocess.run(
-        [sys.executable, "-m", "tune_rec", "-q", "search", "--resume", str(folder), "--no-report"],
+        [
+            sys.executable,
+            "-m",
+            "tune_rec",
+            "-q",
+            "search",
+            "--resume",
+            str(folder),
+            "--no-report",
+            "--confirm-top",
+            "1",
+            "--confirm-seeds",
+            "1",
+            "--audit-pruned",
+            "0",
+        ],
         env=_environment(),
         capture_output=True,
         text=True,
@@ -108,6 +125,9 @@ def test_sigkill_then_resume_loses_nothing(tmp_path, ml100k_dir):
     epochs = pd.read_parquet(folder / "epochs.parquet")
     assert len(trials) == 8
     assert trials.status.isin(["finished", "stopped"]).all()
+    # The resume keeps the flags of the first run: a budget of 6 epochs, not the file's 8.
+    assert (trials[trials.status == "finished"].n_epochs == 6).all()
+    assert (trials.n_epochs <= 6).all()
     assert not epochs.duplicated(["trial_id", "epoch"]).any()
     counts = epochs.groupby("trial_id").size()
     for trial_id, row in trials.iterrows():

@@ -417,6 +417,11 @@ def top_configs_section(data: ReportData) -> str:
             "The alpha schedule column gives alpha for fixed schedules and alpha_start → "
             "alpha_end for the others (step: after warmup_epochs epochs)."
         )
+    if winner_id is not None and data.repeats is not None:
+        notes.append(
+            "The winner is the config with the best mean validation value over fresh seeds "
+            "(section 6), so it need not be ranked first here."
+        )
     if fixed:
         notes.append(f"Set to one value in every trial: {fixed}.")
     notes_html = "".join(f"<p>{escape(note)}</p>" for note in notes)

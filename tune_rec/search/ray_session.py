@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +19,10 @@ ADDRESS_VARIABLE = "RAY_ADDRESS"
 
 # HOST:PORT with a host name, an IPv4 address or a bracketed IPv6 address; Ray's own address
 # parser takes the same forms.
-_HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
+# Seconds to wait for a TCP connection to the cluster's address before giving up. Without this
+# check, Ray 2.60 retries an address where nothing listens for about 5 minutes, then exits.
+CONNECT_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ def check_address(address: str) -> str:
         return text
     bare = text.removeprefix("ray://")
     match = _HOST_PORT.match(bare)
-    if match and 1 <= int(match.group(1)) <= 65535:
+    if match and 1 <= int(match.group(2)) <= 65535:
         return text
     raise InvalidInputError(
         f"--address must be auto, HOST:PORT (the cluster's GCS address, port 6379 for "
@@ -147,7 +151,15 @@ def ray_session(
                 "the network is trusted",
                 dashboard_host,
             )
-    context = ray.init(**kwargs)
+    if address:
+        check_reachable(address)
+    try:
+        context = ray.init(**kwargs)
+    except ConnectionError as error:
+        raise InvalidInputError(
+            f"--address {address}: could not attach to a Ray cluster: {error}. Start one with "
+            "`ray start --head`, or pass its HOST:PORT"
+        ) from None
     session = RaySession(
         address=address, dashboard_url=_dashboard_url(context), started=address is None
     )
@@ -156,6 +168,29 @@ def ray_session(
         yield session
     finally:
         ray.shutdown()
+
+
+def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Check that something accepts TCP connections at the cluster's ``HOST:PORT``.
+
+    ``auto`` is not checked here: Ray itself fails at once when it finds no cluster.
+
+    Raises:
+        InvalidInputError: the connection was refused or timed out.
+    """
+    match = _HOST_PORT.match(address.removeprefix("ray://"))
+    if address == "auto" or match is None:
+        return
+    host, port = match.group(1).strip("[]"), int(match.group(2))
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except OSError as error:
+        raise InvalidInputError(
+            f"--address {address}: no Ray cluster reachable at {host}:{port} ({error}); check "
+            "the address and that the cluster is running: `ray status --address HOST:PORT` "
+            "on its head node"
+        ) from None
 
 
 def _log_session(session: RaySession, dashboard: bool) -> None:
@@ -178,6 +213,10 @@ def _log_session(session: RaySession, dashboard: bool) -> None:
         return
     if session.dashboard_url:
         logger.info("Ray dashboard: %s", session.dashboard_url)
+        # Ray 2.60 turns token authentication on for a new local Ray unless RAY_AUTH_MODE is
+        # set, and sets the variable in this process; the dashboard then asks for the token.
+        if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+            logger.info("the dashboard asks for Ray's token; `ray get-auth-token` prints it")
     else:
         logger.warning(
             "the Ray dashboard did not start; it needs the packages of ray[default]: "

@@ -166,7 +166,7 @@ def write_settings(folder: Path, options: SearchOptions, dataset: Dataset) -> di
                 "n_test": len(dataset.test),
             },
             "versions": versions(),
-            "space": space.model_dump(mode="json"),
+            "space": space.to_dict(),
         }
     )
     write_json_atomic(folder / SETTINGS_FILE, settings)
