@@ -339,7 +339,7 @@ def finish_search(
     summary = _confirmation_summary(folder, space, reruns)
     if summary is not None:
         best = log.trials[best_by_mean(summary, space.metric, space.mode)]
-    _write_audit(folder, space, log, reruns)
+    _write_audit(folder, space, best, reruns)
 
     config = TrainConfig(**{**best.config, **fixed_values(space)})
     metrics = retrain_and_test(config, space.data, dataset)
@@ -388,13 +388,13 @@ def _confirmation_summary(
 
 
 def _write_audit(
-    folder: Path, space: SearchSpace, log: ExperimentLog, reruns: pd.DataFrame | None
+    folder: Path, space: SearchSpace, winner: TrialRecord, reruns: pd.DataFrame | None
 ) -> None:
+    """Compare each audited trial with the winner's value in the search, on the same seed."""
     if reruns is None or "kind" not in reruns:
         return
     audited = reruns[(reruns.kind == "audit") & reruns[space.metric].notna()]
-    winner = log.best_trial()
-    if audited.empty or winner is None:
+    if audited.empty:
         return
     recorded = winner.epochs[max(winner.epochs)][space.metric]
     verdicts = audit_verdicts(audited, recorded, space.metric, space.mode)
