@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=False,
         help="start the Ray dashboard with the local Ray and print its URL (default: off; "
-        "it costs about 200 MiB and a few seconds of start-up); with --address, the "
+        "it costs about 170 MiB and a few seconds of start-up); with --address, the "
         "cluster's own dashboard URL is printed instead",
     )
     search.add_argument(

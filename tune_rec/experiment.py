@@ -219,6 +219,8 @@ class ExperimentLog:
                 "stopped_early": trial.status == STOPPED,
                 "error": trial.error,
                 "n_epochs": len(trial.epochs),
+                # Where the trial trained: "cpu" or "cuda", from its epoch rows.
+                "device": _trial_device(trial),
             }
             for key in config_keys:
                 row[f"config.{key}"] = trial.config.get(key)
@@ -265,8 +267,14 @@ class ExperimentLog:
         )
 
 
+def _trial_device(trial: TrialRecord) -> str | None:
+    """Return the devices that a trial's epochs ran on, comma-separated, or None if unknown."""
+    devices = sorted({row["device"] for row in trial.epochs.values() if row.get("device")})
+    return ",".join(devices) or None
+
+
 def _is_epoch_column(key: str) -> bool:
-    if key in EPOCH_COLUMNS or key == "device":
+    if key in EPOCH_COLUMNS or key in ("device", "node_id"):
         return True
     return any(key.endswith(metric) for metric in METRIC_KEYS) or key.endswith("_users_skipped")
 

@@ -17,8 +17,8 @@ logger = logging.getLogger(__name__)
 DASHBOARD_HOST = "127.0.0.1"
 ADDRESS_VARIABLE = "RAY_ADDRESS"
 
-# HOST:PORT with a host name, an IPv4 address or a bracketed IPv6 address; Ray's own address
-# parser takes the same forms.
+# HOST:PORT with a host name, an IPv4 address or a bracketed IPv6 address, the forms that Ray's
+# own address parser takes.
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
 # Seconds to wait for a TCP connection to the cluster's address before giving up. Without this
 # check, Ray 2.60 retries an address where nothing listens for about 5 minutes, then exits.
@@ -107,7 +107,7 @@ def ray_session(
     """Start a local Ray (or attach to ``address``) for the duration of the block.
 
     A Ray that is already initialised in this process is reused and left running. A Ray
-    started here is shut down at the end; a cluster that was attached to keeps running, and
+    started here is shut down at the end. A cluster that was attached to keeps running, and
     only this process's connection to it is closed.
 
     Args:
@@ -123,7 +123,8 @@ def ray_session(
             this process's stderr. Trial errors reach the log either way.
 
     Raises:
-        InvalidInputError: the address has an invalid form.
+        InvalidInputError: the address has an invalid form, nothing accepts connections there,
+            or Ray cannot attach to the cluster.
     """
     address = resolve_address(address)
     configure_environment()
@@ -155,11 +156,16 @@ def ray_session(
         check_reachable(address)
     try:
         context = ray.init(**kwargs)
-    except ConnectionError as error:
-        raise InvalidInputError(
-            f"--address {address}: could not attach to a Ray cluster: {error}. Start one with "
-            "`ray start --head`, or pass its HOST:PORT"
-        ) from None
+    except BaseException as error:
+        # A failed Ray Client connection leaves Ray's client mode on in this process, and a
+        # later ray.init() would then go through Ray Client too; shutdown turns it off.
+        ray.shutdown()
+        if isinstance(error, ConnectionError):
+            raise InvalidInputError(
+                f"--address {address}: could not attach to a Ray cluster: {error}. Start one "
+                "with `ray start --head`, or pass its HOST:PORT"
+            ) from None
+        raise
     session = RaySession(
         address=address, dashboard_url=_dashboard_url(context), started=address is None
     )
@@ -214,9 +220,9 @@ def _log_session(session: RaySession, dashboard: bool) -> None:
     if session.dashboard_url:
         logger.info("Ray dashboard: %s", session.dashboard_url)
         # Ray 2.60 turns token authentication on for a new local Ray unless RAY_AUTH_MODE is
-        # set, and sets the variable in this process; the dashboard then asks for the token.
+        # set, and then sets the variable to "token" in this process.
         if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
-            logger.info("the dashboard asks for Ray's token; `ray get-auth-token` prints it")
+            logger.info("the dashboard page requests Ray's token: `ray get-auth-token` prints it")
     else:
         logger.warning(
             "the Ray dashboard did not start; it needs the packages of ray[default]: "

@@ -38,7 +38,9 @@ def rerun_trial(
     train_config = TrainConfig(**{**run["params"], **fixed, "seed": run["seed"]})
     trainer = Trainer(train_config, dataset, data_settings)
     if run.get("checkpoint"):
-        trainer.load_state_dict(torch.load(run["checkpoint"], weights_only=True))
+        trainer.load_state_dict(
+            torch.load(run["checkpoint"], weights_only=True, map_location="cpu")
+        )
     record = trainer.fit()
     test = Evaluator(
         dataset,

@@ -85,7 +85,7 @@ def open_mlflow_experiment(tracking_uri: str, experiment_name: str) -> str:
 
 @contextmanager
 def _mlflow_errors(tracking_uri: str) -> Iterator[type]:
-    """Yield MLflow's client class; turn a missing MLflow or a store error into user errors."""
+    """Yield MLflow's client class, and raise InvalidInputError when MLflow or its store fails."""
     try:
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient

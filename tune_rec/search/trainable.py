@@ -49,7 +49,9 @@ def train_trial(
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            state = torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=True)
+            state = torch.load(
+                Path(folder) / CHECKPOINT_FILE, weights_only=True, map_location="cpu"
+            )
         trainer.load_state_dict(state)
         logger.info("trial resumes from its checkpoint at epoch %d", trainer.epoch)
 
@@ -64,7 +66,7 @@ def train_trial(
 def _train_and_report(trainer: Trainer, device: str, checkpoint_epochs: set[int]) -> None:
     import ray
 
-    # The node's id tells apart trials on two nodes of one machine, which share node_ip.
+    # The node id distinguishes trials on two nodes of one machine, which share node_ip.
     node_id = ray.get_runtime_context().get_node_id()
     for record in trainer.epochs():
         metrics = {**record.as_dict(), "device": device, "node_id": node_id}

@@ -124,6 +124,24 @@ def run_config(folder: Path, options: SearchOptions, log: ExperimentLog) -> tune
     )
 
 
+def max_concurrent_trials(space: SearchSpace) -> int | None:
+    """Return the space's limit, else as many trials as the cluster's CPUs and GPUs fit.
+
+    Without a limit, Tune with a searcher keeps one trial pending at a time, and with actor
+    reuse a single process on one node may run every short trial in turn.
+    """
+    import ray
+
+    resources = space.resources
+    if resources.max_concurrent_trials is not None:
+        return resources.max_concurrent_trials
+    available = ray.cluster_resources()
+    fits = [int(available.get("CPU", 0.0) // resources.cpus_per_trial)]
+    if resources.gpus_per_trial > 0:
+        fits.append(int(available.get("GPU", 0.0) // resources.gpus_per_trial))
+    return max(1, min(fits))
+
+
 def build_tuner(
     folder: Path, options: SearchOptions, dataset: Dataset, log: ExperimentLog
 ) -> tune.Tuner:
@@ -139,7 +157,7 @@ def build_tuner(
         scheduler=build_scheduler(space),
         num_samples=num_samples,
         trial_dirname_creator=_trial_dirname,
-        max_concurrent_trials=space.resources.max_concurrent_trials,
+        max_concurrent_trials=max_concurrent_trials(space),
         reuse_actors=True,
     )
     return tune.Tuner(
