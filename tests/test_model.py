@@ -71,3 +71,30 @@ def test_bpr_of_equal_scores_is_log2():
     model, users, items, ratings, _ = _model_and_batch()
     losses = model.batch_losses(users, items, ratings, items)
     assert losses.ranking.item() == pytest.approx(torch.log(torch.tensor(2.0)).item())
+
+
+def test_packed_sums_match_batch_losses():
+    model, users, items, ratings, negatives = _model_and_batch()
+    weights = LossWeights(1.0, 0.1, 0.05)
+    losses = model.batch_losses(users, items, ratings, negatives)
+    out = torch.empty(6)
+    sums = model.accumulate_packed_gradients(
+        users, torch.cat((items, negatives)), ratings - model.global_mean, weights, out=out
+    )
+    n = users.shape[0]
+    assert sums.data_ptr() == out.data_ptr()
+    torch.testing.assert_close(sums[0] / n, losses.embedding.detach())
+    torch.testing.assert_close(sums[1] / n, losses.ranking.detach())
+    torch.testing.assert_close(sums[2:].sum() / n, losses.regularisation.detach())
+
+
+def test_packed_gradient_matches_unpacked():
+    model, users, items, ratings, negatives = _model_and_batch()
+    weights = LossWeights(0.7, 0.3, 0.02)
+    model.accumulate_gradients(users, items, ratings, negatives, weights)
+    expected = [p.grad.clone() for p in model.parameters()]
+    model.accumulate_packed_gradients(
+        users, torch.cat((items, negatives)), ratings - model.global_mean, weights
+    )
+    for parameter, gradient in zip(model.parameters(), expected, strict=True):
+        assert torch.equal(parameter.grad, gradient)

@@ -6,7 +6,7 @@ from tune_rec.config import DataSettings, TrainConfig
 from tune_rec.data import load_dataset
 from tune_rec.errors import NonFiniteLossError
 from tune_rec.metrics import Evaluator
-from tune_rec.training import Trainer, sample_negatives
+from tune_rec.training import FusedAdamStep, PairSet, Trainer, pack_batches, sample_negatives
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +107,107 @@ def test_fixed_alpha_beats_item_mean(dataset):
     )["map@10"]
     assert baseline > 0.6
     assert trained > baseline
+
+
+def test_pair_set_bitset_matches_binary_search():
+    generator = torch.Generator().manual_seed(0)
+    keys = torch.unique(torch.randint(40 * 30, (300,), generator=generator))
+    queries = torch.randint(40 * 30, (2000,), generator=generator)
+    with_bitset = PairSet.from_keys(keys[torch.randperm(keys.numel(), generator=generator)], 1200)
+    without = PairSet(torch.sort(keys).values)
+    assert with_bitset.bits is not None
+    assert without.bits is None
+    expected = torch.isin(queries, keys)
+    assert torch.equal(with_bitset.contains(queries), expected)
+    assert torch.equal(without.contains(queries), expected)
+
+
+def test_pair_set_large_sparse_keeps_binary_search(monkeypatch):
+    monkeypatch.setattr("tune_rec.training._BITSET_MAX_BYTES", 16)
+    keys = torch.tensor([5, 900, 4000])
+    pairs = PairSet.from_keys(keys, 10_000)
+    assert pairs.bits is None
+    assert pairs.contains(torch.tensor([5, 6, 4000])).tolist() == [True, False, True]
+
+
+def test_pair_set_empty_contains_nothing():
+    pairs = PairSet(torch.zeros(0, dtype=torch.int64))
+    assert not pairs.contains(torch.tensor([0, 3])).any()
+
+
+def test_sample_negatives_pair_set_same_draws():
+    users = torch.tensor([0, 1, 2, 1, 0] * 50)
+    items = torch.tensor([1, 2, 0, 3, 4] * 50)
+    keys = torch.unique(users * 5 + items)
+    from_keys = sample_negatives(users, keys, 5, torch.Generator().manual_seed(3))
+    from_set = sample_negatives(
+        users, PairSet.from_keys(keys, 15), 5, torch.Generator().manual_seed(3)
+    )
+    assert torch.equal(from_keys, from_set)
+
+
+def test_pack_batches_layout():
+    items = torch.arange(5)
+    negatives = torch.arange(10, 15)
+    batches = pack_batches(items, negatives, batch_size=2)
+    assert [batch.tolist() for batch in batches] == [[0, 1, 10, 11], [2, 3, 12, 13], [4, 14]]
+
+
+def test_pack_batches_one_short_batch():
+    batches = pack_batches(torch.arange(3), torch.arange(3) + 5, batch_size=8)
+    assert [batch.tolist() for batch in batches] == [[0, 1, 2, 5, 6, 7]]
+
+
+def _adam_pair(seed):
+    generator = torch.Generator().manual_seed(seed)
+    parameters = [torch.nn.Parameter(torch.randn(7, 3, generator=generator)) for _ in range(2)]
+    return parameters, torch.optim.Adam(parameters, lr=0.05, fused=True)
+
+
+def test_fused_adam_step_bit_identical():
+    fast_parameters, fast_optimizer = _adam_pair(0)
+    plain_parameters, plain_optimizer = _adam_pair(0)
+    step = FusedAdamStep(fast_optimizer)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(4):
+        gradients = [torch.randn(7, 3, generator=generator) for _ in range(2)]
+        for parameter, gradient in zip(fast_parameters, gradients, strict=True):
+            parameter.grad = gradient.clone()
+        for parameter, gradient in zip(plain_parameters, gradients, strict=True):
+            parameter.grad = gradient.clone()
+        step()
+        plain_optimizer.step()
+    for fast, plain in zip(fast_parameters, plain_parameters, strict=True):
+        assert torch.equal(fast, plain)
+    fast_state = fast_optimizer.state_dict()["state"]
+    plain_state = plain_optimizer.state_dict()["state"]
+    for key in ("step", "exp_avg", "exp_avg_sq"):
+        assert torch.equal(fast_state[0][key], plain_state[0][key])
+
+
+def test_fused_adam_step_falls_back_for_amsgrad():
+    parameter = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.Adam([parameter], lr=0.1, fused=True, amsgrad=True)
+    step = FusedAdamStep(optimizer)
+    parameter.grad = torch.ones(3)
+    step()
+    step()
+    assert "max_exp_avg_sq" in optimizer.state[parameter]
+    assert optimizer.state[parameter]["step"].item() == 2
+
+
+def test_run_epoch_without_evaluation(dataset):
+    trainer = Trainer(_config(), dataset)
+    record = trainer.run_epoch(evaluate=False)
+    assert record.metrics == {}
+    assert trainer.epoch == 1
+    assert np.isfinite(record.loss_target)
+
+
+def test_evaluation_leaves_training_unchanged(dataset):
+    evaluated = Trainer(_config(), dataset)
+    skipped = Trainer(_config(), dataset)
+    for _ in range(2):
+        with_metrics = evaluated.run_epoch()
+        without = skipped.run_epoch(evaluate=False)
+        assert with_metrics.loss_target == without.loss_target

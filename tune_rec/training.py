@@ -69,9 +69,10 @@ class EpochRecord:
 class PairSet:
     """Set of (user, item) pairs, for membership tests of ``user * n_items + item`` keys.
 
-    A bitset of every user-item cell answers a test with one gather, about 30 times faster
-    than a binary search in the sorted keys on MovieLens-100K. Build a set with
-    :meth:`from_keys`, which picks the bitset while it is small enough.
+    A bitset of every user-item cell answers a test with one gather: for MovieLens-100K's
+    70,000 training pairs, 0.4 ms instead of 16 ms for a binary search in the sorted keys
+    (torch 2.13, one thread of a 2-core AMD EPYC). Build a set with :meth:`from_keys`, which
+    picks the bitset while it is small enough.
 
     Args:
         sorted_keys: The keys of the pairs, sorted, each once.
@@ -169,15 +170,17 @@ def pack_batches(
 class FusedAdamStep:
     """Runs the step of a fused :class:`torch.optim.Adam` without its per-call Python work.
 
-    ``Optimizer.step`` gathers its state into lists and checks its options on every call, which
-    costs more than the fused kernel itself on the tables of MovieLens-100K. This calls the same
-    kernels, ``torch._foreach_add_`` on the step counts and ``torch._fused_adam_``, so the
-    parameters and the optimizer's state are bit-identical to ``optimizer.step()``. It reads the
-    state from the optimizer at each call, so a ``load_state_dict`` takes effect at once.
+    ``Optimizer.step`` gathers its state into lists and checks its options on every call: on
+    MovieLens-100K's tables that Python work takes about half as long as the fused kernel
+    itself, once per batch. This calls the same kernels, ``torch._foreach_add_`` on the step
+    counts and ``torch._fused_adam_``, so the parameters and the optimizer's state are
+    bit-identical to ``optimizer.step()``. It reads the state from the optimizer at each call,
+    so a ``load_state_dict`` takes effect at once.
 
     It falls back to ``optimizer.step()`` for the first step (which creates the state), for
     options that this does not handle (amsgrad, maximize, several parameter groups, gradient
-    scaling, a tensor learning rate) and for a parameter without a gradient.
+    scaling, a tensor learning rate), for a parameter without a gradient, and for a torch
+    without ``torch._fused_adam_``, a private operator.
 
     Args:
         optimizer: An Adam with ``fused=True``.
@@ -222,7 +225,9 @@ class FusedAdamStep:
         group = optimizer.param_groups[0]
         if not group["fused"] or group["amsgrad"] or group["maximize"]:
             return False
-        if group["decoupled_weight_decay"] or isinstance(group["lr"], torch.Tensor):
+        if group.get("decoupled_weight_decay") or isinstance(group["lr"], torch.Tensor):
+            return False
+        if not hasattr(torch, "_fused_adam_"):
             return False
         return all(
             param.grad is not None and "step" in optimizer.state.get(param, ())
