@@ -470,8 +470,10 @@ def _print_search_summary(outcome: Any) -> None:
             "failed": statuses.count(FAILED),
         },
         "best_trial": outcome.best.trial_id,
+        "selected_by": document["source"]["selected_by"],
         "best_config": document["config"],
         "metrics": document["metrics"],
+        **({"confirmation": document["confirmation"]} if "confirmation" in document else {}),
         "files": {
             "best_config": str(outcome.folder / "best_config.yaml"),
             "trials": str(outcome.folder / "trials.parquet"),

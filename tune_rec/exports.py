@@ -115,6 +115,9 @@ def load_run_config(path: Path) -> tuple[TrainConfig, DataSettings, dict[str, An
 def top_configs(folder: Path, top: int) -> list[dict[str, Any]]:
     """Return the ``top`` finished trials of an experiment as config documents, best first.
 
+    The order is the one that chose best_config.yaml: configs with seed repeats first, by
+    their mean validation metric, then the other finished trials by their last-epoch value.
+
     Raises:
         InvalidInputError: the folder is not an experiment, or ``top`` is below 1.
     """
@@ -132,10 +135,23 @@ def top_configs(folder: Path, top: int) -> list[dict[str, Any]]:
     trials = pd.read_parquet(trials_path)
     metric, mode = settings["metric"], settings["mode"]
     finished = trials[trials["status"] == FINISHED].dropna(subset=[f"last_{metric}"])
-    finished = finished.sort_values(f"last_{metric}", ascending=mode == "min").head(top)
+    confirmation = _read_confirmation(folder)
+    repeated = finished["trial_id"].isin(list(confirmation))
+    sign = -1.0 if mode == "max" else 1.0
+    finished = finished.assign(
+        _group=(~repeated).astype(int),
+        _key=[
+            sign * confirmation[trial_id][f"{metric}_mean"]
+            if trial_id in confirmation
+            else sign * value
+            for trial_id, value in zip(
+                finished["trial_id"], finished[f"last_{metric}"], strict=True
+            )
+        ],
+    )
+    finished = finished.sort_values(["_group", "_key"]).head(top)
 
     data = DataSettings(**settings["data_settings"])
-    confirmation = _read_confirmation(folder)
     documents = []
     for rank, row in enumerate(finished.to_dict("records"), start=1):
         config_values = {
@@ -145,11 +161,18 @@ def top_configs(folder: Path, top: int) -> list[dict[str, Any]]:
         }
         config = TrainConfig(**{**config_values, **settings["fixed"]})
         metrics = {key: row.get(f"last_{key}") for key in METRIC_KEYS}
+        metrics |= {
+            key: row[key] for key in row if key.startswith("test_") and not pd.isna(row[key])
+        }
         source = {
             "experiment": settings["name"],
             "trial_id": row["trial_id"],
             "rank": rank,
-            "selected_by": f"last-epoch validation {metric} ({mode}) among finished trials",
+            "selected_by": (
+                f"mean validation {metric} ({mode}) over the seed repeats"
+                if row["trial_id"] in confirmation
+                else f"last-epoch validation {metric} ({mode}) among finished trials"
+            ),
         }
         document = run_config_document(
             config, data, metrics=metrics, checksum=settings["data"]["checksum"], source=source

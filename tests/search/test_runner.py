@@ -193,6 +193,8 @@ def test_export_top_configs(experiment, tmp_path, capsys):
 
     first = json.loads(written[0].read_text())
     assert first["source"]["rank"] == 1
+    best = yaml.safe_load((experiment / "best_config.yaml").read_text())
+    assert first["source"]["trial_id"] == best["source"]["trial_id"]
     assert first["confirmation"]["n_seeds"] == 2
     assert main(["train", "--config", str(written[0])]) == 0
 

@@ -51,6 +51,9 @@ def configure_environment() -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Keeping few checkpoints makes Tune snapshot its state often, and warn each time.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune's console tables and its TensorBoard hint (which names a folder without the trials'
+    # logs) would repeat what tune-rec logs; the legacy reporter at verbose=0 prints nothing.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 
 def check_address(address: str) -> str:
@@ -154,6 +157,11 @@ def ray_session(
             )
     if address:
         check_reachable(address)
+    if not log_to_driver:
+        # Ray's notice that token authentication is on is printed at every start; -v shows it.
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+            logging.ERROR
+        )
     try:
         context = ray.init(**kwargs)
     except BaseException as error:
