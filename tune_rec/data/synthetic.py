@@ -2,15 +2,15 @@
 
 Item popularity follows a Zipf-Mandelbrot law, ``p(rank) ~ (rank + offset) ** -exponent``, and
 user activity a lognormal law above a floor of ratings per user. With the defaults, 10**5
-ratings look like MovieLens-100K: 943 users with at least 20 ratings each (median about 68,
-maximum about 840; MovieLens-100K: 65 and 737) and 1682 items whose top 10 % take about 41 %
-of the ratings (43 % in MovieLens-100K). Ratings 1 to 5 come from a rank-4 model with user and item biases plus noise, so that
-rating >= 4 (relevant) is neither rare nor universal and depends on the user and item.
+ratings look like MovieLens-100K. There are 943 users with at least 20 ratings each, a median
+of about 68 and a maximum of about 840 (MovieLens-100K: 65 and 737). The top 10 % of the 1682
+items take about 41 % of the ratings (43 % in MovieLens-100K). Ratings 1 to 5 come from a
+rank-4 model with user and item biases plus noise, so that rating >= 4 (relevant) is neither
+rare nor universal and depends on the user and item.
 
 Larger sets keep the shape: the number of users grows with the number of ratings (the same
-mean activity), the number of items with its square root, as between MovieLens-100K and
-MovieLens-10M. Everything is vectorised NumPy and seeded: the same arguments give the same
-ratings.
+mean activity), the number of items with its square root. Everything is vectorised NumPy and
+seeded: the same arguments give the same ratings.
 """
 
 from __future__ import annotations
