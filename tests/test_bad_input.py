@@ -155,3 +155,32 @@ def test_bad_input_exits_2_with_message(tmp_path, capsys, files, argv, fragments
 
     if "ray" in sys.modules:
         assert not sys.modules["ray"].is_initialized()
+
+
+@pytest.mark.parametrize("name", [".", "..", "../escaped", "a/b"])
+def test_name_with_path_rejected(tmp_path, capsys, name):
+    space = tmp_path / "s.yaml"
+    space.write_text(GOOD_PARAMS)
+    (tmp_path / "results" / "kept").mkdir(parents=True)
+    code = main(
+        [
+            "search",
+            "--space",
+            str(space),
+            "--results-dir",
+            str(tmp_path / "results"),
+            "--name",
+            name,
+            "--overwrite",
+        ]
+    )
+    assert code == 2
+    assert "--name must be a plain folder name" in capsys.readouterr().err
+    assert (tmp_path / "results" / "kept").is_dir()
+
+
+def test_negative_max_failures_rejected(tmp_path, capsys):
+    space = tmp_path / "s.yaml"
+    space.write_text(GOOD_PARAMS)
+    assert main(["search", "--space", str(space), "--max-failures", "-1"]) == 2
+    assert "--max-failures must be 0" in capsys.readouterr().err

@@ -331,6 +331,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         logger.error("interrupted")
         return 130
+    except Exception as error:  # noqa: BLE001 - the last resort of the command line
+        logger.debug("unexpected error", exc_info=True)
+        logger.error(
+            "%s failed unexpectedly: %s: %s; run with -vv for the traceback, and report it if "
+            "the input is valid",
+            args.command,
+            type(error).__name__,
+            error,
+        )
+        return EXIT_FAILED
 
 
 def _emit(document: Any, fmt: str = "yaml") -> None:
@@ -440,7 +450,7 @@ def _search(args: argparse.Namespace, argv: list[str]) -> int:
         dashboard_host=args.dashboard_host,
         resume=bool(args.resume),
         overwrite=args.overwrite,
-        max_failures=args.max_failures,
+        max_failures=_at_least_zero("--max-failures", args.max_failures),
         checkpoint_every=args.checkpoint_every,
         progress_seconds=0.0 if args.quiet else 10.0,
         write_report=not args.no_report,

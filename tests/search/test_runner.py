@@ -22,7 +22,7 @@ num_samples: 5
 seed: 3
 searcher: {type: tpe, n_startup_trials: 2}
 scheduler: {type: asha, grace_period: 1, reduction_factor: 2}
-resources: {cpus_per_trial: 1}
+resources: {cpus_per_trial: 1, max_concurrent_trials: 1}
 params:
   schedule: {distribution: choice, values: [fixed, increase]}
   alpha: {distribution: uniform, low: 0.5, high: 1.5, when: {schedule: fixed}}
@@ -301,3 +301,25 @@ def test_loopback_detection():
     assert _is_loopback("::1")
     assert not _is_loopback("0.0.0.0")
     assert not _is_loopback("10.1.2.3")
+
+
+def test_overwrite_keeps_old_experiment_on_failed_check(experiment, capsys):
+    before = sorted(p.name for p in experiment.iterdir())
+    code = main(
+        [
+            "search",
+            "--space",
+            str(experiment / "search_space.yaml"),
+            "--results-dir",
+            str(experiment.parent),
+            "--name",
+            "tiny",
+            "--overwrite",
+            "--gpus-per-trial",
+            "1",
+            "--no-report",
+        ]
+    )
+    assert code == 2
+    assert "gpus_per_trial" in capsys.readouterr().err
+    assert sorted(p.name for p in experiment.iterdir()) == before

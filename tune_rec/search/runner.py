@@ -97,6 +97,11 @@ def experiment_folder(options: SearchOptions) -> Path:
             asked, or resume was asked for a folder that holds no experiment.
     """
     name = options.name or _default_name(options.space)
+    if name in (".", "..") or Path(name).name != name or not name.strip():
+        raise InvalidInputError(
+            f"--name must be a plain folder name without path separators; got {name!r}. Use "
+            "--results-dir to choose the parent folder"
+        )
     folder = (Path(options.results_dir) / name).resolve()
     exists = (folder / SETTINGS_FILE).exists()
     if options.resume and not exists:
@@ -104,15 +109,19 @@ def experiment_folder(options: SearchOptions) -> Path:
             f"--resume: {folder} holds no experiment ({SETTINGS_FILE} not found); pass the "
             "folder of an earlier search"
         )
-    if exists and not options.resume:
-        if not options.overwrite:
-            raise InvalidInputError(
-                f"experiment folder {folder} already exists; pass --resume to continue it, "
-                "--overwrite to replace it, or --name for a new experiment"
-            )
+    if exists and not options.resume and not options.overwrite:
+        raise InvalidInputError(
+            f"experiment folder {folder} already exists; pass --resume to continue it, "
+            "--overwrite to replace it, or --name for a new experiment"
+        )
+    return folder
+
+
+def _replace_earlier(folder: Path) -> None:
+    """Delete an earlier experiment for --overwrite, once the new search is sure to start."""
+    if (folder / SETTINGS_FILE).exists():
         logger.warning("--overwrite: removing the earlier experiment in %s", folder)
         shutil.rmtree(folder)
-    return folder
 
 
 def _default_name(space: SearchSpace) -> str:
@@ -197,13 +206,6 @@ def run_search(options: SearchOptions, dataset: Dataset) -> SearchOutcome:
 
     space = options.space
     folder = experiment_folder(options)
-    if not options.resume:
-        write_settings(folder, options, dataset)
-    logger.info("experiment folder: %s", folder)
-
-    log = ExperimentLog.load(
-        folder, max_epochs=space.max_epochs, metric=space.metric, mode=space.mode
-    )
     # Ray Tune prints its own tables to stdout; stdout is kept for the command's results.
     with (
         ray_session(
@@ -215,6 +217,15 @@ def run_search(options: SearchOptions, dataset: Dataset) -> SearchOutcome:
         contextlib.redirect_stdout(sys.stderr),
     ):
         check_resources(space)
+        # Only now, with the resources checked, may an earlier experiment be replaced.
+        if not options.resume:
+            if options.overwrite:
+                _replace_earlier(folder)
+            write_settings(folder, options, dataset)
+        logger.info("experiment folder: %s", folder)
+        log = ExperimentLog.load(
+            folder, max_epochs=space.max_epochs, metric=space.metric, mode=space.mode
+        )
         if options.resume:
             tuner = restore_tuner(folder, options, dataset)
         else:
@@ -462,7 +473,12 @@ def retrain_and_test(
         normalisation=config.normalisation,
     )
     test_metrics = trainer.evaluate(test)
-    metrics = dict(record.metrics)
+    metrics = {
+        "loss_embedding": record.loss_embedding,
+        "loss_ranking": record.loss_ranking,
+        "loss_target": record.loss_target,
+        **record.metrics,
+    }
     metrics.update({f"test_{key}": value for key, value in test_metrics.items()})
     return metrics
 
