@@ -100,7 +100,7 @@ def plain(value: Any) -> Any:
 
 @dataclass
 class TrialRecord:
-    """What the search knows of one trial: its config, status and every epoch's row."""
+    """The record of one trial: its config, status and every epoch's row."""
 
     trial_id: str
     config: dict[str, Any]

@@ -43,7 +43,7 @@ _BITSET_MAX_BYTES = 64 * 2**20
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """What one epoch produced: alpha, the three losses, validation metrics and its duration."""
+    """The output of one epoch: alpha, the three losses, validation metrics and its duration."""
 
     epoch: int
     alpha: float

@@ -62,7 +62,7 @@ class TrialAwareOptunaSearch(OptunaSearch):
             # Optuna's GridSampler stops the study after the last grid point, which raises
             # outside study.optimize (Optuna 5.1) once the trial is already recorded.
             logger.debug("Optuna after telling trial %s: %s", trial_id, error)
-        logger.debug("told Optuna trial %s: %s", trial_id, state.name)
+        logger.debug("sent Optuna the state of trial %s: %s", trial_id, state.name)
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         value = result.get(self.metric)

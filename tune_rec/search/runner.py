@@ -81,7 +81,7 @@ class SearchOptions:
 
 @dataclass
 class SearchOutcome:
-    """What a finished search produced."""
+    """The outcome of a finished search: its folder, winner, best config and tables."""
 
     folder: Path
     best: TrialRecord
@@ -106,8 +106,8 @@ def experiment_folder(options: SearchOptions) -> Path:
     exists = (folder / SETTINGS_FILE).exists()
     if options.resume and not exists:
         raise InvalidInputError(
-            f"--resume: {folder} holds no experiment ({SETTINGS_FILE} not found); pass the "
-            "folder of an earlier search"
+            f"--resume: {folder} is not an experiment folder ({SETTINGS_FILE} not found); "
+            "pass the folder of an earlier search"
         )
     if exists and not options.resume and not options.overwrite:
         raise InvalidInputError(
