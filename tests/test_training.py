@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -6,7 +9,8 @@ from tune_rec.config import DataSettings, TrainConfig
 from tune_rec.data import load_dataset
 from tune_rec.errors import NonFiniteLossError
 from tune_rec.metrics import Evaluator
-from tune_rec.training import FusedAdamStep, PairSet, Trainer, pack_batches, sample_negatives
+from tune_rec.model import LossWeights
+from tune_rec.training import PairSet, Trainer, pack_batches, sample_negatives
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +57,10 @@ def test_records_follow_schedule(dataset):
     assert records[1].loss_target > expected_target
 
 
-def test_same_seed_same_numbers(dataset):
-    first = [r.as_dict() for r in Trainer(_config(), dataset).epochs()]
-    second = [r.as_dict() for r in Trainer(_config(), dataset).epochs()]
+@pytest.mark.parametrize("optimizer", ["adam", "sparse_adam"])
+def test_same_seed_same_numbers(dataset, optimizer):
+    first = [r.as_dict() for r in Trainer(_config(optimizer=optimizer), dataset).epochs()]
+    second = [r.as_dict() for r in Trainer(_config(optimizer=optimizer), dataset).epochs()]
     for a, b in zip(first, second, strict=True):
         a.pop("epoch_seconds"), b.pop("epoch_seconds")
         assert a == b
@@ -67,13 +72,16 @@ def test_other_seed_other_numbers(dataset):
     assert first.loss_target != second.loss_target
 
 
-def test_state_dict_resumes_exactly(dataset):
-    straight = Trainer(_config(max_epochs=4), dataset).fit()
-    interrupted = Trainer(_config(max_epochs=4), dataset)
+@pytest.mark.parametrize("optimizer", ["adam", "sparse_adam"])
+def test_state_dict_resumes_exactly(dataset, optimizer, tmp_path):
+    config = _config(max_epochs=4, optimizer=optimizer)
+    straight = Trainer(config, dataset).fit()
+    interrupted = Trainer(config, dataset)
     interrupted.run_epoch()
     interrupted.run_epoch()
-    state = interrupted.state_dict()
-    resumed = Trainer(_config(max_epochs=4), dataset)
+    torch.save(interrupted.state_dict(), tmp_path / "trainer.pt")
+    state = torch.load(tmp_path / "trainer.pt", weights_only=True)
+    resumed = Trainer(config, dataset)
     resumed.load_state_dict(state)
     record = resumed.fit()
     assert record.epoch == 3
@@ -88,9 +96,10 @@ def test_diverging_loss_raises(dataset):
 
 
 @pytest.mark.slow
-def test_fixed_alpha_beats_item_mean(dataset):
+@pytest.mark.parametrize("optimizer", ["adam", "sparse_adam"])
+def test_fixed_alpha_beats_item_mean(dataset, optimizer):
     """Quality floor: the study's fixed setting beats ranking by item mean rating."""
-    config = _config(max_epochs=20, protocol="rated")
+    config = _config(max_epochs=20, protocol="rated", optimizer=optimizer)
     trained = Trainer(config, dataset).fit().metrics["map@10"]
 
     train = dataset.train
@@ -158,44 +167,6 @@ def test_pack_batches_one_short_batch():
     assert [batch.tolist() for batch in batches] == [[0, 1, 2, 5, 6, 7]]
 
 
-def _adam_pair(seed):
-    generator = torch.Generator().manual_seed(seed)
-    parameters = [torch.nn.Parameter(torch.randn(7, 3, generator=generator)) for _ in range(2)]
-    return parameters, torch.optim.Adam(parameters, lr=0.05, fused=True)
-
-
-def test_fused_adam_step_bit_identical():
-    fast_parameters, fast_optimizer = _adam_pair(0)
-    plain_parameters, plain_optimizer = _adam_pair(0)
-    step = FusedAdamStep(fast_optimizer)
-    generator = torch.Generator().manual_seed(1)
-    for _ in range(4):
-        gradients = [torch.randn(7, 3, generator=generator) for _ in range(2)]
-        for parameter, gradient in zip(fast_parameters, gradients, strict=True):
-            parameter.grad = gradient.clone()
-        for parameter, gradient in zip(plain_parameters, gradients, strict=True):
-            parameter.grad = gradient.clone()
-        step()
-        plain_optimizer.step()
-    for fast, plain in zip(fast_parameters, plain_parameters, strict=True):
-        assert torch.equal(fast, plain)
-    fast_state = fast_optimizer.state_dict()["state"]
-    plain_state = plain_optimizer.state_dict()["state"]
-    for key in ("step", "exp_avg", "exp_avg_sq"):
-        assert torch.equal(fast_state[0][key], plain_state[0][key])
-
-
-def test_fused_adam_step_falls_back_for_amsgrad():
-    parameter = torch.nn.Parameter(torch.ones(3))
-    optimizer = torch.optim.Adam([parameter], lr=0.1, fused=True, amsgrad=True)
-    step = FusedAdamStep(optimizer)
-    parameter.grad = torch.ones(3)
-    step()
-    step()
-    assert "max_exp_avg_sq" in optimizer.state[parameter]
-    assert optimizer.state[parameter]["step"].item() == 2
-
-
 def test_run_epoch_without_evaluation(dataset):
     trainer = Trainer(_config(), dataset)
     record = trainer.run_epoch(evaluate=False)
@@ -211,3 +182,47 @@ def test_evaluation_leaves_training_unchanged(dataset):
         with_metrics = evaluated.run_epoch()
         without = skipped.run_epoch(evaluate=False)
         assert with_metrics.loss_target == without.loss_target
+
+
+def test_state_of_other_optimizer_rejected(dataset):
+    state = Trainer(_config(optimizer="adam"), dataset).state_dict()
+    with pytest.raises(ValueError, match="'adam', not 'sparse_adam'"):
+        Trainer(_config(optimizer="sparse_adam"), dataset).load_state_dict(state)
+
+
+def test_sparse_adam_leaves_untouched_rows(dataset):
+    """One batch moves only the rows that it gathers, and their moments."""
+    trainer = Trainer(_config(optimizer="sparse_adam", batch_size=64), dataset)
+    before = trainer.model.item_factors.detach().clone()
+    users = torch.tensor([0, 1])
+    items = torch.tensor([5, 7, 9, 9])
+    rows = trainer.model.row_gradients(
+        users, items, torch.zeros(2), LossWeights(alpha=1.0, beta=0.1, l2=0.05)
+    )
+    trainer.optimizer.step_rows((users, items) * 2, rows[:4])
+    after = trainer.model.item_factors.detach()
+    changed = (after != before).any(dim=1).nonzero().squeeze(1).tolist()
+    assert changed == [5, 7, 9]
+    moments = trainer.optimizer.exp_avg[1].abs().sum(dim=1).nonzero().squeeze(1).tolist()
+    assert moments == [5, 7, 9]
+
+
+def test_training_imports_no_dynamo(ml100k_dir):
+    """Building and stepping a trainer does not import torch._dynamo (seconds per process)."""
+    code = (
+        "import sys\n"
+        "from tune_rec.config import DataSettings, TrainConfig\n"
+        "from tune_rec.data import load_dataset\n"
+        "from tune_rec.training import Trainer\n"
+        f"dataset = load_dataset(DataSettings(), seed=0, data_dir={str(ml100k_dir)!r})\n"
+        "for optimizer in ('adam', 'sparse_adam'):\n"
+        "    config = TrainConfig(alpha=1.0, max_epochs=1, optimizer=optimizer)\n"
+        "    trainer = Trainer(config, dataset)\n"
+        "    trainer.fit()\n"
+        "    trainer.load_state_dict(trainer.state_dict())\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"

@@ -73,6 +73,11 @@ class TrainConfig(BaseModel):
     """
     lr: float = Field(0.01, gt=0.0)
     """Adam learning rate."""
+    optimizer: Literal["adam", "sparse_adam"] = "adam"
+    """``adam`` moves every embedding and bias at every step. ``sparse_adam`` (lazy Adam, as
+    ``torch.optim.SparseAdam``) moves only the rows of the step's batch, so that a step costs
+    time in proportion to the batch rather than to the tables: the choice for large
+    catalogues."""
     embedding_dim: int = Field(64, ge=1)
     batch_size: int = Field(1024, ge=1)
     """Training ratings per step."""

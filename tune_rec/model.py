@@ -7,6 +7,7 @@ mean (a constant, not learned).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -29,6 +30,17 @@ class BatchLosses:
     embedding: torch.Tensor
     ranking: torch.Tensor
     regularisation: torch.Tensor
+
+
+class RowGradients(NamedTuple):
+    """Gradients of a batch per gathered row, in the order of the batch's indices, with its
+    loss sums (see :meth:`JointLossModel.row_gradients`)."""
+
+    user_factors: torch.Tensor
+    item_factors: torch.Tensor
+    user_bias: torch.Tensor
+    item_bias: torch.Tensor
+    sums: torch.Tensor
 
 
 class JointLossModel(nn.Module):
@@ -148,7 +160,34 @@ class JointLossModel(nn.Module):
 
         This is :meth:`accumulate_gradients` for a training loop that prepares its inputs once
         per epoch, and it returns loss sums rather than means, so that a loop can add them up
-        without a division per batch. The gradient is the same.
+        without a division per batch. The gradient is the same. Arguments and result are
+        those of :meth:`row_gradients`.
+        """
+        rows = self.row_gradients(users, items_and_negatives, centred_ratings, weights, out)
+        parameters = (self.user_factors, self.item_factors, self.user_bias, self.item_bias)
+        for parameter in parameters:
+            if parameter.grad is None:
+                parameter.grad = torch.zeros_like(parameter)
+        torch._foreach_zero_([parameter.grad for parameter in parameters])
+        self.user_factors.grad.index_add_(0, users, rows.user_factors)
+        self.item_factors.grad.index_add_(0, items_and_negatives, rows.item_factors)
+        self.user_bias.grad.index_add_(0, users, rows.user_bias)
+        self.item_bias.grad.index_add_(0, items_and_negatives, rows.item_bias)
+        return rows.sums
+
+    @torch.no_grad()
+    def row_gradients(
+        self,
+        users: torch.Tensor,
+        items_and_negatives: torch.Tensor,
+        centred_ratings: torch.Tensor,
+        weights: LossWeights,
+        out: torch.Tensor | None = None,
+    ) -> RowGradients:
+        """Return the gradient of a batch's target loss per gathered row, and its loss sums.
+
+        Row k of each gradient belongs to ``users[k]`` or ``items_and_negatives[k]``. A row
+        that a batch gathers twice has two gradients, which add up.
 
         Args:
             users: User ids [n].
@@ -156,14 +195,14 @@ class JointLossModel(nn.Module):
                 negatives in the same order.
             centred_ratings: The ratings minus ``global_mean`` [n].
             weights: Weights of the target loss.
-            out: Optional float tensor [6] that receives the result.
+            out: Optional float tensor [6] that receives the loss sums.
 
         Returns:
-            A tensor of 6 sums over the batch: the squared errors, the BPR terms
-            ``-log sigmoid(s(u, i) - s(u, j))``, and the squared norms of the gathered user
-            factors, item factors (items and negatives), user biases and item biases. The
-            batch's target loss is ``(alpha * sums[0] + beta * sums[1] + l2 * sums[2:].sum())
-            / n``.
+            The gradients, and ``sums``: a tensor of 6 sums over the batch, namely the squared
+            errors, the BPR terms ``-log sigmoid(s(u, i) - s(u, j))``, and the squared norms
+            of the gathered user factors, item factors (items and negatives), user biases and
+            item biases. The batch's target loss is ``(alpha * sums[0] + beta * sums[1] + l2 *
+            sums[2:].sum()) / n``.
         """
         n = users.shape[0]
         user_vec = self.user_factors.index_select(0, users)
@@ -193,16 +232,6 @@ class JointLossModel(nn.Module):
         d_user_b = torch.add(d_error, user_b, alpha=decay)
         d_item_b = torch.add(d_scores.view(-1), item_rows_b, alpha=decay)
 
-        parameters = (self.user_factors, self.item_factors, self.user_bias, self.item_bias)
-        for parameter in parameters:
-            if parameter.grad is None:
-                parameter.grad = torch.zeros_like(parameter)
-        torch._foreach_zero_([parameter.grad for parameter in parameters])
-        self.user_factors.grad.index_add_(0, users, d_user)
-        self.item_factors.grad.index_add_(0, items_and_negatives, d_item.view(2 * n, -1))
-        self.user_bias.grad.index_add_(0, users, d_user_b)
-        self.item_bias.grad.index_add_(0, items_and_negatives, d_item_b)
-
         # softplus(x) = -log sigmoid(-x); torch's softplus returns x itself above x = 20, within
         # 2e-9 of the exact value.
         flat_user = user_vec.view(-1)
@@ -215,6 +244,10 @@ class JointLossModel(nn.Module):
             torch.dot(user_b, user_b),
             torch.dot(item_rows_b, item_rows_b),
         )
-        if out is None:
-            return torch.stack(sums)
-        return torch.stack(sums, out=out)
+        return RowGradients(
+            user_factors=d_user,
+            item_factors=d_item.view(2 * n, -1),
+            user_bias=d_user_b,
+            item_bias=d_item_b,
+            sums=torch.stack(sums) if out is None else torch.stack(sums, out=out),
+        )
