@@ -15,7 +15,10 @@ from typing import Any
 import pandas as pd
 from scipy import stats
 
+from tune_rec.config import DataSettings, TrainConfig
+from tune_rec.data.dataset import Dataset
 from tune_rec.experiment import METRIC_KEYS, STOPPED, ExperimentLog, TrialRecord
+from tune_rec.metrics import Evaluator
 
 CONFIRM_FILE = "confirm.parquet"
 AUDIT_FILE = "audit.parquet"
@@ -130,3 +133,40 @@ def audit_verdicts(
 
 
 REPEATED_KEYS = (*METRIC_KEYS, *(f"test_{key}" for key in METRIC_KEYS))
+
+
+def train_rerun(
+    run: dict[str, Any], dataset: Dataset, fixed: dict[str, Any], data: dict[str, Any]
+) -> dict[str, Any]:
+    """Train one rerun to the full budget; return its validation and ``test_`` metrics.
+
+    Args:
+        run: The kind (``confirm`` or ``audit``), the source trial, the seed, the trial's
+            params and, for an audit, the checkpoint file to continue from.
+        dataset: The split ratings.
+        fixed: Experiment-wide TrainConfig values (max_epochs, protocol, normalisation).
+        data: DataSettings as a dict.
+
+    Raises:
+        NonFiniteLossError: a loss became NaN or infinite.
+    """
+    import torch
+
+    from tune_rec.training import Trainer
+
+    data_settings = DataSettings(**data)
+    train_config = TrainConfig(**{**run["params"], **fixed, "seed": run["seed"]})
+    trainer = Trainer(train_config, dataset, data_settings)
+    if run.get("checkpoint"):
+        trainer.load_state_dict(
+            torch.load(run["checkpoint"], weights_only=True, map_location="cpu")
+        )
+    record = trainer.fit()
+    test = Evaluator(
+        dataset,
+        split="test",
+        relevance_threshold=data_settings.relevance_threshold,
+        normalisation=train_config.normalisation,
+    )
+    test_metrics = {f"test_{key}": value for key, value in trainer.evaluate(test).items()}
+    return {**record.metrics, **test_metrics, "epoch": record.epoch}

@@ -1,55 +1,37 @@
-"""Reruns after a search, as Ray trials: seed repeats of the top configs, and the audit of
-stopped trials continued from their checkpoints to the full budget."""
+"""Reruns after a search: seed repeats of the top configs, and the audit of stopped trials
+continued from their checkpoints to the full budget. They run as Ray trials, or in this process
+when that is sooner."""
 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 from ray import tune
 
-from tune_rec.config import DataSettings, TrainConfig
-from tune_rec.confirm import confirmation_seeds, select_audit_trials
+from tune_rec.confirm import confirmation_seeds, select_audit_trials, train_rerun
 from tune_rec.data.dataset import Dataset
-from tune_rec.experiment import ExperimentLog
-from tune_rec.metrics import Evaluator
+from tune_rec.errors import NonFiniteLossError
+from tune_rec.experiment import EPOCHS_FILE, ExperimentLog
 from tune_rec.search.runner import SearchOptions, fixed_values
 from tune_rec.search.trainable import CHECKPOINT_FILE
-from tune_rec.training import Trainer
 
 logger = logging.getLogger(__name__)
 
 RERUN_EXPERIMENT = "reruns"
+# Seconds until a new Ray trial process can train: a Python worker that imports Ray Tune and
+# torch, measured on a 2-core machine.
+TRIAL_PROCESS_START_SECONDS = 6.0
 
 
 def rerun_trial(
     config: dict[str, Any], *, dataset: Dataset, fixed: dict[str, Any], data: dict[str, Any]
 ) -> None:
-    """Train one rerun to the full budget and report its validation and test metrics once.
-
-    ``config["run"]`` holds the kind (``confirm`` or ``audit``), the source trial, the seed,
-    the trial's params and, for an audit, the checkpoint to continue from.
-    """
-    run = config["run"]
-    data_settings = DataSettings(**data)
-    train_config = TrainConfig(**{**run["params"], **fixed, "seed": run["seed"]})
-    trainer = Trainer(train_config, dataset, data_settings)
-    if run.get("checkpoint"):
-        trainer.load_state_dict(
-            torch.load(run["checkpoint"], weights_only=True, map_location="cpu")
-        )
-    record = trainer.fit()
-    test = Evaluator(
-        dataset,
-        split="test",
-        relevance_threshold=data_settings.relevance_threshold,
-        normalisation=train_config.normalisation,
-    )
-    test_metrics = {f"test_{key}": value for key, value in trainer.evaluate(test).items()}
-    tune.report({**record.metrics, **test_metrics, "epoch": record.epoch})
+    """Ray trainable of one rerun: train it and report its metrics once."""
+    tune.report(train_rerun(config["run"], dataset, fixed, data))
 
 
 def latest_checkpoint(folder: Path, trial_id: str) -> Path | None:
@@ -97,13 +79,45 @@ def plan_reruns(folder: Path, options: SearchOptions, log: ExperimentLog) -> lis
 
 
 def run_reruns(
-    folder: Path, options: SearchOptions, dataset: Dataset, runs: list[dict[str, Any]]
+    folder: Path,
+    options: SearchOptions,
+    dataset: Dataset,
+    runs: list[dict[str, Any]],
+    *,
+    in_process: bool | None = None,
 ) -> pd.DataFrame:
-    """Run ``runs`` as Ray trials and return one row per run with its metrics."""
+    """Run ``runs`` and return one row per run with its metrics.
+
+    Args:
+        folder: The experiment folder.
+        options: The search's options.
+        dataset: The split ratings.
+        runs: Descriptions from :func:`plan_reruns`.
+        in_process: Train in this process (True) or as Ray trials (False). None decides by
+            :func:`runs_in_process`: in this process when that should finish sooner than Ray
+            trials, whose processes take seconds to start.
+    """
     space = options.space
-    trainable = tune.with_parameters(
-        rerun_trial, dataset=dataset, fixed=fixed_values(space), data=space.data.model_dump()
-    )
+    fixed = fixed_values(space)
+    data = space.data.model_dump()
+    estimated_in_process, local_seconds = runs_in_process(folder, options, runs)
+    if in_process if in_process is not None else estimated_in_process:
+        logger.info(
+            "rerunning %d trials in this process (about %.0f s of training): seed repeats "
+            "and the pruning audit",
+            len(runs),
+            local_seconds,
+        )
+        rows = []
+        for run in runs:
+            try:
+                metrics, error = train_rerun(run, dataset, fixed, data), None
+            except NonFiniteLossError as failure:
+                metrics, error = {}, failure
+            rows.append(_rerun_row(run, metrics, error))
+        return pd.DataFrame(rows)
+
+    trainable = tune.with_parameters(rerun_trial, dataset=dataset, fixed=fixed, data=data)
     resources = space.resources
     tuner = tune.Tuner(
         tune.with_resources(
@@ -120,22 +134,67 @@ def run_reruns(
             failure_config=tune.FailureConfig(max_failures=options.max_failures),
         ),
     )
-    logger.info("rerunning %d trials: seed repeats and the pruning audit", len(runs))
+    logger.info("rerunning %d trials as Ray trials: seed repeats and the pruning audit", len(runs))
     results = tuner.fit()
-    rows = []
-    for result in results:
-        run = result.config["run"]
-        row = {key: run[key] for key in ("kind", "source_trial", "rank", "seed")}
-        row["stopped_at"] = run.get("stopped_at")
-        row["from_checkpoint"] = bool(run.get("checkpoint"))
-        if result.error is not None:
-            row["error"] = str(result.error)
-        row.update(
-            {
-                key: value
-                for key, value in (result.metrics or {}).items()
-                if key.startswith(("map@", "ndcg@", "recall@", "test_"))
-            }
-        )
-        rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(
+        [
+            _rerun_row(result.config["run"], result.metrics or {}, result.error)
+            for result in results
+        ]
+    )
+
+
+def runs_in_process(
+    folder: Path, options: SearchOptions, runs: list[dict[str, Any]]
+) -> tuple[bool, float]:
+    """Decide whether ``runs`` train in this process, and estimate how long that takes.
+
+    The estimate is the runs' epochs times the median epoch time of the search. Ray trials
+    share that time among the cluster's CPUs but first start their processes, which import Ray
+    Tune and torch: about 6 s on a 2-core machine. Runs that need a GPU always go to Ray.
+
+    Returns:
+        Whether to train in this process, and the estimated seconds of training there.
+    """
+    import ray
+
+    space = options.space
+    resources = space.resources
+    epochs = sum(
+        space.max_epochs - (run.get("stopped_at") or 0 if run["checkpoint"] else 0) for run in runs
+    )
+    local_seconds = epochs * _median_epoch_seconds(folder)
+    if resources.gpus_per_trial > 0 or not runs or not math.isfinite(local_seconds):
+        return False, local_seconds
+    slots = int(ray.cluster_resources().get("CPU", 0.0) // resources.cpus_per_trial)
+    if resources.max_concurrent_trials is not None:
+        slots = min(slots, resources.max_concurrent_trials)
+    slots = max(1, min(slots, len(runs)))
+    ray_seconds = TRIAL_PROCESS_START_SECONDS + local_seconds / slots
+    return local_seconds <= ray_seconds, local_seconds
+
+
+def _median_epoch_seconds(folder: Path) -> float:
+    """Return the search's median epoch time, or NaN when its epochs table has none."""
+    path = folder / EPOCHS_FILE
+    if not path.exists():
+        return math.nan
+    seconds = pd.read_parquet(path, columns=["epoch_seconds"])["epoch_seconds"].dropna()
+    return float(seconds.median()) if len(seconds) else math.nan
+
+
+def _rerun_row(run: dict[str, Any], metrics: dict[str, Any], error: object) -> dict[str, Any]:
+    """Return the reruns table's row of one run."""
+    row = {key: run[key] for key in ("kind", "source_trial", "rank", "seed")}
+    row["stopped_at"] = run.get("stopped_at")
+    row["from_checkpoint"] = bool(run.get("checkpoint"))
+    if error is not None:
+        row["error"] = str(error)
+    row.update(
+        {
+            key: value
+            for key, value in metrics.items()
+            if key.startswith(("map@", "ndcg@", "recall@", "test_"))
+        }
+    )
+    return row
