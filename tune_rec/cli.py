@@ -261,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="SECONDS",
         help="rewrite the report every SECONDS seconds while the search runs; stops after the "
-        "rewrite that follows best_config.yaml, or on Ctrl-C",
+        "rewrite that follows best_config.yaml or the end of a search without a winner, or on "
+        "Ctrl-C",
     )
     report.add_argument(
         "--png",
@@ -562,6 +563,8 @@ def _report(args: argparse.Namespace, argv: list[str]) -> int:
     if args.watch is not None:
         result = watch_report(folder, args.watch, top_k=args.top, png=args.png)
         document: dict[str, Any] = {"report": str(result.report), "rewrites": result.n_rewrites}
+        if result.failure is not None:
+            document["search_failed"] = result.failure
         pngs = result.pngs
     else:
         document = {"report": str(write_report(folder, top_k=args.top))}

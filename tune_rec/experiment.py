@@ -11,11 +11,15 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow
 import yaml
+
+from tune_rec.errors import InvalidInputError
 
 SETTINGS_FILE = "settings.json"
 SPACE_FILE = "search_space.yaml"
@@ -41,6 +45,21 @@ EPOCH_COLUMNS = (
 
 # Trial statuses in trials.parquet.
 FINISHED, STOPPED, FAILED, RUNNING = "finished", "stopped", "failed", "running"
+
+# Status of the last run of a search, under settings.json's "outcome" key: "running" from the
+# start of a run, then "completed" (best_config.yaml written), "failed" (no winner, or Ray
+# failed) or "interrupted" (Ctrl-C, and a resume continues it). A run killed by a signal
+# leaves "running" behind.
+OUTCOME_KEY = "outcome"
+SEARCH_RUNNING, SEARCH_COMPLETED, SEARCH_FAILED, SEARCH_INTERRUPTED = (
+    "running",
+    "completed",
+    "failed",
+    "interrupted",
+)
+
+# Default next step that an error about a corrupt file of an experiment suggests.
+RESTORE_FIX = "restore it from a copy"
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
@@ -137,12 +156,16 @@ class ExperimentLog:
 
     @classmethod
     def load(cls, folder: Path, *, max_epochs: int, metric: str, mode: str) -> ExperimentLog:
-        """Read the tables that an earlier run of the same experiment wrote, if any."""
+        """Read the tables that an earlier run of the same experiment wrote, if any.
+
+        Raises:
+            InvalidInputError: trials.parquet or epochs.parquet exists but cannot be read.
+        """
         log = cls(folder, max_epochs=max_epochs, metric=metric, mode=mode)
-        trials_path = log.folder / TRIALS_FILE
-        epochs_path = log.folder / EPOCHS_FILE
-        if trials_path.exists():
-            for row in pd.read_parquet(trials_path).to_dict("records"):
+        trials = read_table(log.folder, TRIALS_FILE)
+        epochs = read_table(log.folder, EPOCHS_FILE)
+        if trials is not None:
+            for row in trials.to_dict("records"):
                 config = {
                     key.removeprefix("config."): value
                     for key, value in row.items()
@@ -160,8 +183,8 @@ class ExperimentLog:
                 }
                 if tests:
                     log.test_metrics[row["trial_id"]] = tests
-        if epochs_path.exists():
-            for row in pd.read_parquet(epochs_path).to_dict("records"):
+        if epochs is not None:
+            for row in epochs.to_dict("records"):
                 trial = log.trials.setdefault(row["trial_id"], TrialRecord(row["trial_id"], {}))
                 trial.epochs[int(row["epoch"])] = {
                     key: value for key, value in row.items() if key != "trial_id"
@@ -296,10 +319,122 @@ def _is_missing(value: Any) -> bool:
         return False
 
 
-def read_table(folder: Path, name: str) -> pd.DataFrame | None:
-    """Return a Parquet table of the experiment, or None if it has not been written yet."""
+def read_table(folder: Path, name: str, *, fix: str = RESTORE_FIX) -> pd.DataFrame | None:
+    """Return a Parquet table of the experiment, or None if it has not been written yet.
+
+    tune-rec writes its tables atomically, so a file that exists but cannot be read is corrupt
+    rather than half-written.
+
+    Args:
+        folder: The experiment folder.
+        name: The file name, such as ``trials.parquet``.
+        fix: The next step that the error message suggests for a corrupt file.
+
+    Raises:
+        InvalidInputError: the file exists but is not a readable Parquet file.
+    """
     path = Path(folder) / name
-    return pd.read_parquet(path) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError, pyarrow.ArrowException) as error:
+        raise InvalidInputError(
+            f"{path} is corrupt: it is not a readable Parquet file ({error}); {fix}"
+        ) from error
+
+
+def read_settings(folder: Path, *, fix: str = RESTORE_FIX) -> dict[str, Any] | None:
+    """Return the parsed settings.json of an experiment, or None if the folder has none.
+
+    Args:
+        folder: The experiment folder.
+        fix: The next step that the error message suggests for a corrupt file.
+
+    Raises:
+        InvalidInputError: the file exists but is not a JSON object.
+    """
+    path = Path(folder) / SETTINGS_FILE
+    if not path.exists():
+        return None
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidInputError(
+            f"{path} is corrupt: it is not valid JSON ({error}); {fix}"
+        ) from error
+    if not isinstance(settings, dict):
+        raise InvalidInputError(
+            f"{path} is corrupt: it contains a JSON {type(settings).__name__}, not the object "
+            f"of settings that a search writes; {fix}"
+        )
+    return settings
+
+
+def search_completed(folder: Path) -> bool:
+    """Return whether best_config.yaml exists and is not the record of an interrupted search.
+
+    An interrupted search writes best_config.yaml with ``source.interrupted: true`` and
+    rewrites it when a resume finishes, so that file alone does not mean the search has ended.
+    """
+    path = Path(folder) / BEST_CONFIG_FILE
+    if not path.is_file():
+        return False
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    source = document.get("source") if isinstance(document, dict) else None
+    return not (isinstance(source, dict) and source.get("interrupted"))
+
+
+def record_outcome(folder: Path, status: str, message: str | None = None) -> None:
+    """Store how the current run of the search ended (or that it runs) in settings.json.
+
+    Does nothing when the folder has no settings.json, which a search writes before its first
+    trial.
+    """
+    settings = read_settings(folder)
+    if settings is None:
+        return
+    settings[OUTCOME_KEY] = {
+        "status": status,
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "message": message,
+    }
+    write_json_atomic(Path(folder) / SETTINGS_FILE, settings)
+
+
+def recorded_outcome(settings: dict[str, Any] | None) -> tuple[str | None, str | None]:
+    """Return the status and message of the outcome in settings.json, or (None, None).
+
+    Experiments written before tune-rec recorded outcomes have none.
+    """
+    outcome = (settings or {}).get(OUTCOME_KEY)
+    if not isinstance(outcome, dict):
+        return None, None
+    return outcome.get("status"), outcome.get("message")
+
+
+def ended_without_winner(settings: dict[str, Any] | None, trials: pd.DataFrame | None) -> bool:
+    """Return whether every requested trial has ended and none finished, from the tables alone.
+
+    Such a search has no winner, so it never writes best_config.yaml. This reads only
+    settings.json and trials.parquet, for experiments whose outcome was never recorded (a
+    search written by an older tune-rec). A grid search counts its grid points, which
+    settings.json does not store, so it is never judged here.
+    """
+    if not settings or trials is None or "status" not in trials:
+        return False
+    searcher = settings.get("searcher")
+    if isinstance(searcher, dict) and searcher.get("type") == "grid":
+        return False
+    n_requested = settings.get("num_samples")
+    if not isinstance(n_requested, int) or n_requested < 1:
+        return False
+    statuses = trials["status"].astype(str)
+    n_ended = int(statuses.isin([FINISHED, STOPPED, FAILED]).sum())
+    return n_ended >= n_requested and not (statuses == FINISHED).any()
 
 
 def iter_config_columns(frame: pd.DataFrame) -> Iterable[str]:

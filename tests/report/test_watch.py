@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -165,6 +166,90 @@ def test_watch_interrupted_best_config_keeps_watching(make_experiment) -> None:
 
     assert not thread.is_alive()
     assert thread.result.search_ended
+
+
+def _record_outcome(folder: Path, status: str, message: str | None = None) -> None:
+    settings = json.loads((folder / "settings.json").read_text())
+    settings["outcome"] = {"status": status, "at": "2025-01-01T13:00:00+00:00", "message": message}
+    (folder / "settings.json").write_text(json.dumps(settings))
+
+
+def test_watch_stops_when_search_records_failure(make_experiment, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="tune_rec.report.watch")
+    folder = _running_folder(make_experiment)
+    _record_outcome(folder, "running")
+    thread = _WatchThread(folder, 0.1)
+
+    thread.start()
+    _wait_for((folder / "report.html").exists, "the first rewrite")
+    time.sleep(0.3)
+    assert thread.is_alive()
+    _record_outcome(folder, "failed", "no trial finished (12 trials, 12 failed)")
+    thread.join(TIMEOUT)
+
+    assert not thread.is_alive()
+    assert thread.error is None
+    assert thread.result.search_ended
+    assert thread.result.failure == "no trial finished (12 trials, 12 failed)"
+    assert not (folder / "best_config.yaml").exists()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "ended without a winner" in warnings[0]
+    assert "no trial finished" in warnings[0]
+
+
+def test_watch_stops_when_every_trial_failed(make_experiment) -> None:
+    # No recorded outcome, as in an experiment of an older tune-rec: the tables tell.
+    folder = make_experiment(n_trials=4, max_epochs=4, statuses=["failed"] * 4)
+    stop = threading.Event()
+    thread = _WatchThread(folder, 0.1, stop=stop)
+
+    thread.start()
+    thread.join(TIMEOUT)
+    stop.set()
+
+    assert not thread.is_alive()
+    assert thread.result.n_rewrites == 1
+    assert thread.result.search_ended
+    assert "all 4 trials ended and none finished" in thread.result.failure
+
+
+def test_watch_keeps_watching_fewer_trials_than_requested(make_experiment) -> None:
+    folder = make_experiment(n_trials=4, max_epochs=4, statuses=["failed"] * 4)
+    settings = json.loads((folder / "settings.json").read_text())
+    settings["num_samples"] = 8
+    (folder / "settings.json").write_text(json.dumps(settings))
+    stop = threading.Event()
+    thread = _WatchThread(folder, 0.1, stop=stop)
+
+    thread.start()
+    _wait_for((folder / "report.html").exists, "the first rewrite")
+    time.sleep(0.3)
+    assert thread.is_alive()
+    stop.set()
+    thread.join(TIMEOUT)
+
+    assert not thread.result.search_ended
+    assert thread.result.failure is None
+
+
+def test_watch_interrupted_outcome_keeps_watching(make_experiment, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="tune_rec.report.watch")
+    folder = make_experiment(n_trials=4, max_epochs=4, statuses=["failed"] * 4)
+    _record_outcome(folder, "interrupted", "search interrupted after 4 of 8 trials")
+    stop = threading.Event()
+    thread = _WatchThread(folder, 0.1, stop=stop)
+
+    thread.start()
+    _wait_for((folder / "report.html").exists, "the first rewrite")
+    time.sleep(0.3)
+    assert thread.is_alive()
+    stop.set()
+    thread.join(TIMEOUT)
+
+    assert not thread.result.search_ended
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum("was interrupted" in message for message in messages) == 1
 
 
 def test_watch_stop_event_ends_watch(make_experiment) -> None:

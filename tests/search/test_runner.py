@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import threading
 
 import pandas as pd
 import pytest
@@ -10,6 +12,7 @@ import yaml
 
 from tune_rec.cli import main
 from tune_rec.errors import ResourceError
+from tune_rec.report import watch_report
 from tune_rec.search.runner import check_resources
 from tune_rec.space import parse_search_space
 
@@ -81,6 +84,11 @@ def test_one_epoch_row_per_epoch_run(experiment):
         assert sorted(epochs[epochs.trial_id == row.trial_id].epoch) == list(range(row.n_epochs))
     for column in ("alpha", "loss_embedding", "loss_ranking", "loss_target", "map@10"):
         assert epochs[column].notna().all(), column
+
+
+def test_settings_record_completed_outcome(experiment):
+    settings = json.loads((experiment / "settings.json").read_text())
+    assert settings["outcome"]["status"] == "completed"
 
 
 def test_stopped_trials_are_marked(experiment):
@@ -289,8 +297,25 @@ def test_no_finished_trial_exits_non_zero(tmp_path, ml100k_dir, ray_local, capsy
     )
     assert code == 1
     assert "no trial finished" in capsys.readouterr().err
-    assert not (tmp_path / "all-nan" / "best_config.yaml").exists()
-    assert (tmp_path / "all-nan" / "trials.parquet").exists()
+    folder = tmp_path / "all-nan"
+    assert not (folder / "best_config.yaml").exists()
+    assert (folder / "trials.parquet").exists()
+    outcome = json.loads((folder / "settings.json").read_text())["outcome"]
+    assert outcome["status"] == "failed"
+    assert "no trial finished" in outcome["message"]
+
+    # A watch started on it stops at once instead of waiting for best_config.yaml.
+    stop = threading.Event()
+    results = []
+    watch = threading.Thread(
+        target=lambda: results.append(watch_report(folder, 0.1, stop=stop)), daemon=True
+    )
+    watch.start()
+    watch.join(60)
+    stop.set()
+    assert not watch.is_alive()
+    assert results[0].search_ended
+    assert "no trial finished" in results[0].failure
 
 
 def test_loopback_detection():

@@ -4,6 +4,11 @@ The search writes best_config.yaml once it has chosen its winner, so a new or re
 best_config.yaml marks the end of the search. The search flushes trials.parquet (with the
 winner's test metrics) right after best_config.yaml, so the last rewrite waits until
 trials.parquet is at least as new as best_config.yaml, for up to SETTLE_REWRITES rewrites.
+
+A search that ends without a winner (every trial failed, or Ray failed) writes no
+best_config.yaml. It records ``outcome: failed`` in settings.json instead, and the watch stops
+after the rewrite that follows. For an experiment written before tune-rec recorded outcomes,
+the watch stops when trials.parquet shows every requested trial ended and none finished.
 """
 
 from __future__ import annotations
@@ -15,10 +20,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from tune_rec.errors import InvalidInputError
-from tune_rec.experiment import BEST_CONFIG_FILE, REPORT_FILE, TRIALS_FILE
+from tune_rec.experiment import (
+    BEST_CONFIG_FILE,
+    REPORT_FILE,
+    SEARCH_FAILED,
+    SEARCH_INTERRUPTED,
+    TRIALS_FILE,
+    ended_without_winner,
+    read_settings,
+    read_table,
+    recorded_outcome,
+    search_completed,
+)
 from tune_rec.report.html import write_report
 from tune_rec.report.images import write_pngs
 
@@ -37,7 +51,9 @@ class WatchResult:
     pngs: list[Path]
     """The PNG files of the last rewrite; empty without ``png``."""
     search_ended: bool
-    """True when best_config.yaml ended the watch, False when ``stop`` or Ctrl-C ended it."""
+    """True when the end of the search ended the watch, False when ``stop`` or Ctrl-C did."""
+    failure: str | None = None
+    """The reason the search ended without best_config.yaml, when that ended the watch."""
 
 
 def _signature(path: Path) -> tuple[int, int] | None:
@@ -49,21 +65,35 @@ def _signature(path: Path) -> tuple[int, int] | None:
     return status.st_mtime_ns, status.st_size
 
 
-def _completed_search(folder: Path) -> bool:
-    """Return whether best_config.yaml exists and is not the record of an interrupted search.
+def _search_failure(folder: Path) -> str | None:
+    """Return why the search ended without a winner, or None while it may still write one.
 
-    An interrupted search writes best_config.yaml with ``source.interrupted: true`` and
-    rewrites it when a resume finishes, so that file does not mean the search has ended.
+    A table that cannot be read counts as no news: the rewrite reports the problem.
     """
-    path = folder / BEST_CONFIG_FILE
-    if not path.is_file():
-        return False
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        settings = read_settings(folder)
+        status, message = recorded_outcome(settings)
+        if status == SEARCH_FAILED:
+            return message or "the search recorded that it failed"
+        if status is not None:
+            return None
+        trials = read_table(folder, TRIALS_FILE)
+    except InvalidInputError:
+        return None
+    if ended_without_winner(settings, trials):
+        return (
+            f"all {settings['num_samples']} trials ended and none finished; the error column "
+            f"of {folder / TRIALS_FILE} says why each trial failed"
+        )
+    return None
+
+
+def _interrupted(folder: Path) -> bool:
+    try:
+        status, _ = recorded_outcome(read_settings(folder))
+    except InvalidInputError:
         return False
-    source = document.get("source") if isinstance(document, dict) else None
-    return not (isinstance(source, dict) and source.get("interrupted"))
+    return status == SEARCH_INTERRUPTED
 
 
 def _trials_caught_up(folder: Path) -> bool:
@@ -103,9 +133,10 @@ def watch_report(
     """Rewrite the report of an experiment every ``interval_seconds`` until the search ends.
 
     The first rewrite happens at once. The watch stops after the rewrite that follows the
-    appearance (or the rewrite) of best_config.yaml, on ``stop`` being set, or on Ctrl-C
-    (KeyboardInterrupt), which it catches. A folder whose search has already completed gets
-    one rewrite.
+    appearance (or the rewrite) of best_config.yaml, after the rewrite that follows the end of
+    a search without a winner, on ``stop`` being set, or on Ctrl-C (KeyboardInterrupt), which
+    it catches. A folder whose search has already ended gets one rewrite. An interrupted
+    search has not ended, because a resume continues it.
 
     Args:
         experiment_dir: The experiment folder of a running or finished search.
@@ -115,8 +146,8 @@ def watch_report(
         stop: An event that ends the watch when set, for callers in another thread.
 
     Returns:
-        The report path, the number of rewrites, the PNG files of the last rewrite and whether
-        the search ended.
+        The report path, the number of rewrites, the PNG files of the last rewrite, whether
+        the search ended and, when it ended without a winner, why.
 
     Raises:
         InvalidInputError: The interval is not a positive number, or the folder is not an
@@ -126,7 +157,7 @@ def watch_report(
     interval_seconds = validate_interval(interval_seconds)
     folder = Path(experiment_dir)
     stop = stop or threading.Event()
-    completed_at_start = _completed_search(folder)
+    completed_at_start = search_completed(folder)
     baseline = None if completed_at_start else _signature(folder / BEST_CONFIG_FILE)
     if completed_at_start:
         logger.info(
@@ -144,6 +175,8 @@ def watch_report(
     n_rewrites = 0
     n_settling = 0
     search_ended = False
+    failure = None
+    logged_interrupted = False
     try:
         while True:
             # Checked before the rewrite, so that the last rewrite reads the final files.
@@ -152,6 +185,16 @@ def watch_report(
                 n_settling += 1
                 search_ended = (
                     completed_at_start or _trials_caught_up(folder) or n_settling > SETTLE_REWRITES
+                )
+            else:
+                failure = _search_failure(folder)
+                search_ended = failure is not None
+            if not search_ended and not logged_interrupted and _interrupted(folder):
+                logged_interrupted = True
+                logger.info(
+                    "the search in %s was interrupted; the watch goes on until a resume "
+                    "completes it (Ctrl-C stops)",
+                    folder,
                 )
             started = time.monotonic()
             written = _rewrite(folder, top_k, png, first=n_rewrites == 0)
@@ -168,11 +211,24 @@ def watch_report(
                     if search_ended
                     else f"; next in {pause:.1f} s",
                 )
+            if failure is not None:
+                logger.warning(
+                    "the search in %s has ended without a winner, so it will write no %s: %s",
+                    folder,
+                    BEST_CONFIG_FILE,
+                    failure,
+                )
             if search_ended or stop.wait(pause):
                 break
     except KeyboardInterrupt:
         logger.info("watch of %s stopped after %d rewrites", folder, n_rewrites)
-    return WatchResult(report=report, n_rewrites=n_rewrites, pngs=pngs, search_ended=search_ended)
+    return WatchResult(
+        report=report,
+        n_rewrites=n_rewrites,
+        pngs=pngs,
+        search_ended=search_ended,
+        failure=failure,
+    )
 
 
 def _rewrite(

@@ -30,12 +30,18 @@ from tune_rec.errors import (
     SearchInterruptedError,
 )
 from tune_rec.experiment import (
+    OUTCOME_KEY,
+    SEARCH_COMPLETED,
+    SEARCH_FAILED,
+    SEARCH_INTERRUPTED,
+    SEARCH_RUNNING,
     SETTINGS_FILE,
     SPACE_FILE,
     TRIALS_FILE,
     ExperimentLog,
     TrialRecord,
     plain,
+    record_outcome,
     write_json_atomic,
     write_parquet_atomic,
     write_text_atomic,
@@ -176,6 +182,7 @@ def write_settings(folder: Path, options: SearchOptions, dataset: Dataset) -> di
             },
             "versions": versions(),
             "space": space.to_dict(),
+            OUTCOME_KEY: {"status": SEARCH_RUNNING, "at": None, "message": None},
         }
     )
     write_json_atomic(folder / SETTINGS_FILE, settings)
@@ -190,22 +197,34 @@ def resume_command(folder: Path) -> str:
 def run_search(options: SearchOptions, dataset: Dataset) -> SearchOutcome:
     """Run the search of ``options`` on ``dataset`` and write the experiment folder.
 
+    The outcome of the run (completed, failed or interrupted) is recorded in settings.json.
+
     Raises:
+        InvalidInputError: the folder cannot be used.
         ResourceError: the cluster cannot satisfy the per-trial resource request.
         SearchFailedError: no trial finished.
     """
     import optuna
-    from ray.tune.error import TuneError
-
-    from tune_rec.search.ray_session import ray_session
-    from tune_rec.search.tuner import build_tuner, restore_tuner
 
     # Optuna logs every study it creates at INFO; tune-rec logs the trials itself.
     if not logger.isEnabledFor(logging.DEBUG):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-    space = options.space
     folder = experiment_folder(options)
+    try:
+        return _run_search(folder, options, dataset)
+    except SearchFailedError as error:
+        record_outcome(folder, SEARCH_FAILED, str(error))
+        raise
+
+
+def _run_search(folder: Path, options: SearchOptions, dataset: Dataset) -> SearchOutcome:
+    from ray.tune.error import TuneError
+
+    from tune_rec.search.ray_session import ray_session
+    from tune_rec.search.tuner import build_tuner, restore_tuner
+
+    space = options.space
     # Ray Tune prints its own tables to stdout; stdout is kept for the command's results.
     with (
         ray_session(
@@ -218,7 +237,9 @@ def run_search(options: SearchOptions, dataset: Dataset) -> SearchOutcome:
     ):
         check_resources(space)
         # Only now, with the resources checked, may an earlier experiment be replaced.
-        if not options.resume:
+        if options.resume:
+            record_outcome(folder, SEARCH_RUNNING)
+        else:
             if options.overwrite:
                 _replace_earlier(folder)
             write_settings(folder, options, dataset)
@@ -234,6 +255,7 @@ def run_search(options: SearchOptions, dataset: Dataset) -> SearchOutcome:
             tuner.fit()
         except KeyboardInterrupt:
             logger.error("search interrupted; resume it with: %s", resume_command(folder))
+            record_outcome(folder, SEARCH_INTERRUPTED, "interrupted by the user (Ctrl-C)")
             raise
         except TuneError as error:
             raise SearchFailedError(
@@ -289,12 +311,14 @@ def interrupt_search(
         document = best_config_document(folder, options.space, dataset, best, metrics=None)
         document["source"]["interrupted"] = True
         write_best_config(folder, document)
-    if options.write_report:
-        _write_report(folder)
-    raise SearchInterruptedError(
+    message = (
         f"search interrupted after {log.n_ended()} of {n_requested} trials; the results so far "
         f"are in {folder}. Resume it with: {resume_command(folder)}"
     )
+    record_outcome(folder, SEARCH_INTERRUPTED, message)
+    if options.write_report:
+        _write_report(folder)
+    raise SearchInterruptedError(message)
 
 
 def check_resources(space: SearchSpace) -> None:
@@ -379,6 +403,7 @@ def finish_search(
         key: value for key, value in metrics.items() if key.startswith("test_")
     }
     log.flush()
+    record_outcome(folder, SEARCH_COMPLETED)
     remove_checkpoints(folder)
     if options.write_report:
         _write_report(folder)
