@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import yaml
 
 from tune_rec.cli import build_parser, main
+from tune_rec.space import parse_search_space
+
+RESUMED_SPACE = """
+name: resumed
+max_epochs: 2
+num_samples: 2
+seed: 1
+searcher: {type: random}
+scheduler: {type: fifo}
+params:
+  alpha: {distribution: uniform, low: 0.5, high: 1.5}
+  embedding_dim: 8
+"""
 
 
 @pytest.mark.parametrize(
@@ -119,3 +134,100 @@ def test_parser_rejects_unknown_subcommand(capsys):
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["tune"])
     assert exit_info.value.code == 2
+
+
+def _ended_experiment(folder, statuses, best_config=True):
+    """Write the files that a search with these trial statuses leaves behind, without Ray."""
+    folder.mkdir(parents=True)
+    space = parse_search_space(yaml.safe_load(RESUMED_SPACE))
+    settings = {
+        "name": folder.name,
+        "metric": "map@10",
+        "mode": "max",
+        "num_samples": space.num_samples,
+        "searcher": {"type": "random"},
+        "space": space.to_dict(),
+        "reruns": {"confirm_top": 1, "confirm_seeds": 1, "audit_pruned": 0},
+        "max_failures": 1,
+    }
+    (folder / "settings.json").write_text(json.dumps(settings))
+    (folder / "search_space.yaml").write_text(RESUMED_SPACE)
+    trials = pd.DataFrame(
+        {"trial_id": [f"t{index}" for index in range(len(statuses))], "status": statuses}
+    )
+    trials.to_parquet(folder / "trials.parquet")
+    if best_config:
+        (folder / "best_config.yaml").write_text(
+            yaml.safe_dump({"config": {"alpha": 1.0}, "source": {"trial_id": "t0"}})
+        )
+    return folder
+
+
+def test_resume_finished_search_keeps_best_config(tmp_path, capsys):
+    folder = _ended_experiment(tmp_path / "done", ["finished", "finished"])
+    best = folder / "best_config.yaml"
+    before = (best.read_bytes(), best.stat().st_mtime_ns)
+
+    code = main(["search", "--resume", str(folder)])
+
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert (best.read_bytes(), best.stat().st_mtime_ns) == before
+    summary = yaml.safe_load(captured.out)
+    assert summary["status"] == "finished"
+    assert summary["best_config"] == str(best)
+    assert "has already finished, so there is nothing to resume" in captured.err
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+
+
+def test_resume_warns_about_ignored_flags(tmp_path, capsys):
+    folder = _ended_experiment(tmp_path / "done", ["finished", "finished"])
+    argv = ["search", "--resume", str(folder), "--max-epochs", "9", "--seed", "4"]
+    argv += ["--confirm-top", "5", "--audit-pruned", "0", "--overwrite", "--name", "other"]
+
+    assert main(argv) == 0
+
+    err = capsys.readouterr().err
+    assert "these flags are ignored" in err
+    assert "--max-epochs 9 (the search keeps 2)" in err
+    assert "--seed 4 (the search keeps 1)" in err
+    assert "--confirm-top 5 (the search keeps 1)" in err
+    assert "--overwrite (a resume never replaces its experiment)" in err
+    assert f"--name other (the resume writes to {folder})" in err
+    # Equal to the first run's value, so nothing is ignored.
+    assert "--audit-pruned" not in err
+
+
+def test_resume_flags_of_first_run_not_warned(tmp_path, capsys):
+    folder = _ended_experiment(tmp_path / "done", ["finished", "finished"])
+    argv = ["search", "--resume", str(folder), "--max-epochs", "2", "--confirm-seeds", "1"]
+    argv += ["--name", "done", "--results-dir", str(tmp_path)]
+
+    assert main(argv) == 0
+
+    assert "ignored" not in capsys.readouterr().err
+
+
+def test_resume_reruns_from_settings():
+    from tune_rec.cli import _resume_reruns
+
+    args = build_parser().parse_args(["search", "--resume", "x", "--confirm-top", "5"])
+    stored = {"reruns": {"confirm_top": 1, "confirm_seeds": 2, "audit_pruned": 0}}
+
+    assert _resume_reruns(args, stored) == {
+        "confirm_top": 1,
+        "confirm_seeds": 2,
+        "audit_pruned": 0,
+    }
+    # An experiment that stored none takes the flags, else the defaults.
+    assert _resume_reruns(args, {}) == {"confirm_top": 5, "confirm_seeds": 3, "audit_pruned": 2}
+
+
+def test_resume_without_finished_trial_exit_2(tmp_path, capsys):
+    folder = _ended_experiment(tmp_path / "dead", ["failed", "failed"], best_config=False)
+
+    assert main(["search", "--resume", str(folder)]) == 2
+
+    err = capsys.readouterr().err
+    assert "has ended with no finished trial, so there is nothing to resume" in err
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()

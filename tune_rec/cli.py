@@ -24,6 +24,17 @@ logger = logging.getLogger("tune_rec")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
+# Defaults of the search flags whose absence a resume must tell apart from an explicit value.
+SEARCH_DEFAULTS: dict[str, Any] = {
+    "results_dir": Path("results"),
+    "max_failures": 1,
+    "confirm_top": 3,
+    "confirm_seeds": 3,
+    "audit_pruned": 2,
+}
+# Flags of the work after the trials, which settings.json stores for a resume.
+RERUN_FLAGS = ("confirm_top", "confirm_seeds", "audit_pruned")
+
 
 class _Parser(argparse.ArgumentParser):
     """ArgumentParser whose usage errors exit with code 2 and a hint to --help.
@@ -128,7 +139,6 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--results-dir",
         type=_local_folder,
-        default=Path("results"),
         help="folder of experiment folders (default: results); with --address, a path that "
         "every node of the cluster reaches, such as a shared file system",
     )
@@ -136,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         type=_local_folder,
         metavar="EXPERIMENT",
-        help="continue the interrupted search in this experiment folder",
+        help="continue the interrupted search in this experiment folder, with the settings and "
+        "flags of its first run; other flags that would change the search are ignored, with a "
+        "warning",
     )
     search.add_argument(
         "--overwrite",
@@ -167,7 +179,6 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--max-failures",
         type=int,
-        default=1,
         help="retries of a trial that raises, from its last checkpoint (default: 1)",
     )
     search.add_argument(
@@ -185,7 +196,6 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--confirm-top",
         type=int,
-        default=3,
         metavar="K",
         help="retrain the K best finished configs with fresh seeds and pick the winner by "
         "their mean validation metric; 0 turns it off (default: 3)",
@@ -193,14 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--confirm-seeds",
         type=_positive_int,
-        default=3,
         metavar="N",
         help="fresh seeds per config for --confirm-top (default: 3)",
     )
     search.add_argument(
         "--audit-pruned",
         type=int,
-        default=2,
         metavar="N",
         help="continue N trials that the scheduler stopped, spread over the schedule types, "
         "to the full budget and report whether any would have won; 0 turns it off "
@@ -363,81 +371,231 @@ def _at_least_zero(flag: str, value: int) -> int:
     return value
 
 
-def _resumed_space(folder: Path) -> tuple[Any, Path]:
-    """Return the resolved search space of an experiment (flags applied) and its file."""
-    from tune_rec.experiment import SETTINGS_FILE, SPACE_FILE
+def _resumed_experiment(folder: Path) -> tuple[dict[str, Any], Any]:
+    """Read the settings and the resolved search space of the experiment to resume.
+
+    The tables are read too, so that a corrupt file fails here rather than once Ray runs.
+
+    Raises:
+        InvalidInputError: the folder contains no experiment, or one of its files is corrupt.
+    """
+    from tune_rec.experiment import (
+        EPOCHS_FILE,
+        SETTINGS_FILE,
+        TRIALS_FILE,
+        read_settings,
+        read_table,
+    )
     from tune_rec.space import parse_search_space
 
-    settings_path = folder / SETTINGS_FILE
-    if not settings_path.is_file():
+    fix = "restore it from a copy, or start a new search with --name"
+    settings = read_settings(folder, fix=fix)
+    if settings is None:
         raise InvalidInputError(
             f"--resume: {folder} holds no experiment ({SETTINGS_FILE} not found); pass the "
             "folder of an earlier search"
         )
-    settings = json.loads(settings_path.read_text(encoding="utf-8"))
-    return parse_search_space(settings["space"], source=str(settings_path)), folder / SPACE_FILE
+    if not isinstance(settings.get("space"), dict):
+        raise InvalidInputError(
+            f"{folder / SETTINGS_FILE} is corrupt: it has no 'space' object, so the search "
+            f"cannot be resumed; {fix}"
+        )
+    for name in (TRIALS_FILE, EPOCHS_FILE):
+        read_table(folder, name, fix=fix)
+    space = parse_search_space(settings["space"], source=str(folder / SETTINGS_FILE))
+    return settings, space
+
+
+def _finished_resume(folder: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """Return the summary of an experiment whose search has ended, or None to resume it.
+
+    Raises:
+        InvalidInputError: every trial ended and none finished, so a resume has nothing to run.
+    """
+    from tune_rec.experiment import (
+        BEST_CONFIG_FILE,
+        TRIALS_FILE,
+        ended_without_winner,
+        read_table,
+        search_completed,
+    )
+
+    if ended_without_winner(settings, read_table(folder, TRIALS_FILE)):
+        raise InvalidInputError(
+            f"--resume: the search in {folder} has ended with no finished trial, so there is "
+            f"nothing to resume; the error column of {folder / TRIALS_FILE} says why each "
+            "trial failed. Fix the cause and start a new search with --name or --overwrite"
+        )
+    if not search_completed(folder):
+        return None
+    logger.warning(
+        "--resume: the search in %s has already finished, so there is nothing to resume and "
+        "%s is kept as it is; start a new search with --name to search again",
+        folder,
+        BEST_CONFIG_FILE,
+    )
+    return {
+        "experiment": str(folder),
+        "status": "finished",
+        "best_config": str(folder / BEST_CONFIG_FILE),
+        "train_again": f"tune-rec train --config {folder / BEST_CONFIG_FILE}",
+    }
+
+
+def _ignored_resume_flags(
+    args: argparse.Namespace, folder: Path, settings: dict[str, Any], space: Any
+) -> list[str]:
+    """Return the flags given with --resume that it cannot honour, each with what it keeps.
+
+    A resume continues the search that its first run set up: Ray restores the trials, the
+    searcher, the scheduler and the run settings, and the winner is chosen with the first
+    run's --confirm-top, --confirm-seeds and --audit-pruned.
+    """
+    from tune_rec.experiment import RERUNS_KEY
+
+    scheduler = space.scheduler
+    kept: dict[str, tuple[str, Any]] = {
+        "space": ("--space", f"its {folder.name}/search_space.yaml"),
+        "num_samples": ("--num-samples", space.num_samples),
+        "max_epochs": ("--max-epochs", space.max_epochs),
+        "seed": ("--seed", space.seed),
+        "cpus_per_trial": ("--cpus-per-trial", space.resources.cpus_per_trial),
+        "gpus_per_trial": ("--gpus-per-trial", space.resources.gpus_per_trial),
+        "asha_compare": (
+            "--asha-compare",
+            scheduler.compare if scheduler.type == "asha" else "its fifo scheduler",
+        ),
+        "data": ("--data", space.data.path or space.data.dataset),
+        "max_failures": ("--max-failures", settings.get("max_failures", "its first value")),
+        "mlflow_uri": ("--mlflow-uri", "the trackers of its first run"),
+        "mlflow_experiment": ("--mlflow-experiment", "the trackers of its first run"),
+    }
+    stored = settings.get(RERUNS_KEY) or {}
+    for key in RERUN_FLAGS:
+        if key in stored:
+            kept[key] = (f"--{key.replace('_', '-')}", stored[key])
+
+    ignored = []
+    for key, (flag, value) in kept.items():
+        given = getattr(args, key)
+        if key == "data" and given is not None and value is not None:
+            given = _absolute_path(given) if _absolute_path(given) == value else given
+        if given is None or given == value:
+            continue
+        ignored.append(f"{flag} {given} (the search keeps {value})")
+    if args.name is not None and args.name != folder.name:
+        ignored.append(f"--name {args.name} (the resume writes to {folder})")
+    if args.results_dir is not None and Path(args.results_dir).resolve() != folder.parent:
+        ignored.append(f"--results-dir {args.results_dir} (the resume writes to {folder})")
+    if args.overwrite:
+        ignored.append("--overwrite (a resume never replaces its experiment)")
+    return ignored
+
+
+def _resume_reruns(args: argparse.Namespace, settings: dict[str, Any]) -> dict[str, int]:
+    """Return --confirm-top, --confirm-seeds and --audit-pruned for a resume.
+
+    The first run's values come from settings.json; an experiment written before tune-rec
+    stored them takes the flags, or their defaults.
+    """
+    from tune_rec.experiment import RERUNS_KEY
+
+    stored = settings.get(RERUNS_KEY) or {}
+    reruns = {}
+    for key in RERUN_FLAGS:
+        if key in stored:
+            reruns[key] = int(stored[key])
+        else:
+            reruns[key] = _flag_or_default(args, key)
+    return reruns
+
+
+def _absolute_path(text: str) -> str:
+    return str(Path(text).expanduser().resolve())
+
+
+def _flag_or_default(args: argparse.Namespace, key: str) -> Any:
+    value = getattr(args, key)
+    return SEARCH_DEFAULTS[key] if value is None else value
+
+
+def _space_from_flags(args: argparse.Namespace) -> Any:
+    """Return the search space of a new search, with the command-line flags applied."""
+    from tune_rec.space import load_search_space
+
+    if args.space is None:
+        raise InvalidInputError("search needs --space PATH (a search space YAML file) or --resume")
+    space = load_search_space(args.space)
+    overrides = {
+        key: getattr(args, key)
+        for key in ("num_samples", "max_epochs", "seed", "cpus_per_trial", "gpus_per_trial")
+        if getattr(args, key) is not None
+    }
+    if overrides:
+        space = space.with_overrides(**overrides)
+    if args.asha_compare:
+        if space.scheduler.type != "asha":
+            raise InvalidInputError(
+                f"--asha-compare needs the asha scheduler; the space's scheduler is "
+                f"{space.scheduler.type}"
+            )
+        scheduler = space.scheduler.model_copy(update={"compare": args.asha_compare})
+        space = space.model_copy(update={"scheduler": scheduler})
+    if args.data:
+        space = space.model_copy(
+            update={"data": space.data.model_copy(update={"path": args.data})}
+        )
+    return space
 
 
 def _search(args: argparse.Namespace, argv: list[str]) -> int:
     from tune_rec.data import load_dataset
+    from tune_rec.experiment import SPACE_FILE
     from tune_rec.search.ray_session import resolve_address
     from tune_rec.search.runner import SearchOptions, run_search
-    from tune_rec.space import load_search_space
 
     # Checked before the data is read or Ray starts, so that a typo fails at once.
     address = resolve_address(args.address)
     if args.mlflow_experiment and not args.mlflow_uri:
         raise InvalidInputError("--mlflow-experiment needs --mlflow-uri URI")
-    if args.mlflow_uri and args.resume:
-        logger.warning(
-            "--resume keeps the trackers of the search's first run (Ray restores its run "
-            "settings); --mlflow-uri ignored"
-        )
-    elif args.mlflow_uri:
-        from tune_rec.search.tracking import check_mlflow_store
-
-        check_mlflow_store(args.mlflow_uri)
 
     if args.resume:
-        space, space_path = _resumed_space(Path(args.resume))
-        if args.space:
-            logger.warning("--resume reads the search space of the experiment; --space ignored")
-    elif args.space is None:
-        raise InvalidInputError("search needs --space PATH (a search space YAML file) or --resume")
-    else:
-        space_path = args.space
-        space = load_search_space(space_path)
-    if not args.resume:
-        overrides = {
-            key: getattr(args, key)
-            for key in ("num_samples", "max_epochs", "seed", "cpus_per_trial", "gpus_per_trial")
-            if getattr(args, key) is not None
-        }
-        if overrides:
-            space = space.with_overrides(**overrides)
-        if args.asha_compare:
-            if space.scheduler.type != "asha":
-                raise InvalidInputError(
-                    f"--asha-compare needs the asha scheduler; the space's scheduler is "
-                    f"{space.scheduler.type}"
-                )
-            scheduler = space.scheduler.model_copy(update={"compare": args.asha_compare})
-            space = space.model_copy(update={"scheduler": scheduler})
-        if args.data:
-            space = space.model_copy(
-                update={"data": space.data.model_copy(update={"path": args.data})}
+        folder = Path(args.resume).resolve()
+        settings, space = _resumed_experiment(folder)
+        ignored = _ignored_resume_flags(args, folder, settings, space)
+        if ignored:
+            logger.warning(
+                "--resume continues the search with the settings of its first run, so these "
+                "flags are ignored: %s",
+                "; ".join(ignored),
             )
+        finished = _finished_resume(folder, settings)
+        if finished is not None:
+            _emit(finished)
+            return EXIT_OK
+        space_path = folder / SPACE_FILE
+        results_dir, name = folder.parent, folder.name
+        reruns = _resume_reruns(args, settings)
+        max_failures = settings.get("max_failures", SEARCH_DEFAULTS["max_failures"])
+    else:
+        if args.mlflow_uri:
+            from tune_rec.search.tracking import check_mlflow_store
+
+            check_mlflow_store(args.mlflow_uri)
+        space, space_path = _space_from_flags(args), args.space
+        results_dir = _flag_or_default(args, "results_dir")
+        name = args.name
+        reruns = {key: _flag_or_default(args, key) for key in RERUN_FLAGS}
+        max_failures = _flag_or_default(args, "max_failures")
+    _at_least_zero("--max-failures", max_failures)
+    _at_least_zero("--confirm-top", reruns["confirm_top"])
+    _at_least_zero("--audit-pruned", reruns["audit_pruned"])
 
     if space.data.split_seed is None:
         # Written out, so that a retrain or a seed repeat with another seed keeps the split.
         space = space.model_copy(
             update={"data": space.data.model_copy(update={"split_seed": space.seed})}
         )
-
-    results_dir = args.results_dir
-    name = args.name
-    if args.resume:
-        results_dir, name = Path(args.resume).resolve().parent, Path(args.resume).name
 
     dataset = load_dataset(space.data, seed=space.seed, data_dir=args.data_dir)
     options = SearchOptions(
@@ -450,18 +608,16 @@ def _search(args: argparse.Namespace, argv: list[str]) -> int:
         dashboard=args.dashboard,
         dashboard_host=args.dashboard_host,
         resume=bool(args.resume),
-        overwrite=args.overwrite,
-        max_failures=_at_least_zero("--max-failures", args.max_failures),
+        overwrite=args.overwrite and not args.resume,
+        max_failures=max_failures,
         checkpoint_every=args.checkpoint_every,
         progress_seconds=0.0 if args.quiet else 10.0,
         write_report=not args.no_report,
-        confirm_top=_at_least_zero("--confirm-top", args.confirm_top),
-        confirm_seeds=args.confirm_seeds,
-        audit_pruned=_at_least_zero("--audit-pruned", args.audit_pruned),
+        **reruns,
         log_to_driver=args.verbose > 0,
         argv=argv,
-        mlflow_uri=args.mlflow_uri,
-        mlflow_experiment=args.mlflow_experiment,
+        mlflow_uri=None if args.resume else args.mlflow_uri,
+        mlflow_experiment=None if args.resume else args.mlflow_experiment,
     )
     outcome = run_search(options, dataset)
     _print_search_summary(outcome)

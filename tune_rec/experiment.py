@@ -58,6 +58,10 @@ SEARCH_RUNNING, SEARCH_COMPLETED, SEARCH_FAILED, SEARCH_INTERRUPTED = (
     "interrupted",
 )
 
+# Key of settings.json that stores --confirm-top, --confirm-seeds and --audit-pruned, which a
+# resume reads back.
+RERUNS_KEY = "reruns"
+
 # Default next step that an error about a corrupt file of an experiment suggests.
 RESTORE_FIX = "restore it from a copy"
 

@@ -83,6 +83,12 @@ def test_sigkill_then_resume_loses_nothing(tmp_path, ml100k_dir):
         "1",
         "--max-epochs",
         "6",
+        "--confirm-top",
+        "1",
+        "--confirm-seeds",
+        "1",
+        "--audit-pruned",
+        "0",
     ]
     process = subprocess.Popen(
         command, env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -107,12 +113,6 @@ def test_sigkill_then_resume_loses_nothing(tmp_path, ml100k_dir):
             "--resume",
             str(folder),
             "--no-report",
-            "--confirm-top",
-            "1",
-            "--confirm-seeds",
-            "1",
-            "--audit-pruned",
-            "0",
         ],
         env=_environment(),
         capture_output=True,
@@ -137,3 +137,8 @@ def test_sigkill_then_resume_loses_nothing(tmp_path, ml100k_dir):
         assert trials.loc[trial_id, "n_epochs"] == row.n_epochs
     document = yaml.safe_load((folder / "best_config.yaml").read_text())
     assert document["source"]["trial_id"] in trials.index
+    # The resume keeps the first run's --confirm-top 1 --confirm-seeds 1 --audit-pruned 0.
+    reruns = pd.read_parquet(folder / "reruns.parquet")
+    assert (reruns.kind == "confirm").sum() == 1
+    assert (reruns.kind == "audit").sum() == 0
+    assert document["confirmation"]["n_seeds"] == 1

@@ -31,6 +31,7 @@ from tune_rec.errors import (
 )
 from tune_rec.experiment import (
     OUTCOME_KEY,
+    RERUNS_KEY,
     SEARCH_COMPLETED,
     SEARCH_FAILED,
     SEARCH_INTERRUPTED,
@@ -182,6 +183,13 @@ def write_settings(folder: Path, options: SearchOptions, dataset: Dataset) -> di
             },
             "versions": versions(),
             "space": space.to_dict(),
+            RERUNS_KEY: {
+                "confirm_top": options.confirm_top,
+                "confirm_seeds": options.confirm_seeds,
+                "audit_pruned": options.audit_pruned,
+            },
+            # Ray stores it with its run settings, which a resume restores unchanged.
+            "max_failures": options.max_failures,
             OUTCOME_KEY: {"status": SEARCH_RUNNING, "at": None, "message": None},
         }
     )
