@@ -11,7 +11,8 @@ users grow with the ratings, items with their square root) and are split 70/10/2
 Each size runs in two fresh processes, so that each peak memory (``ru_maxrss``, which counts
 torch's allocations too) belongs to one job:
 
-- ``train``: build the Trainer (batch 1024, embedding 64, one thread), then time
+- ``train``: build the Trainer (batch 1024, embedding 64, one thread, Adam or with
+  ``--optimizer sparse_adam`` the lazy Adam), then time
   ``run_epoch(evaluate=False)``: one warm-up and 3 timed epochs, or a single epoch from
   10**7 ratings up.
 - ``evaluate``: build the validation Evaluator and time ``evaluate`` with random factors under
@@ -67,7 +68,7 @@ def reset_peak() -> float:
     return peak_mib()
 
 
-def train_worker(n_ratings: int, batch_size: int) -> dict:
+def train_worker(n_ratings: int, batch_size: int, optimizer: str) -> dict:
     """Build a Trainer on ``n_ratings`` synthetic ratings and time its training epochs."""
     from tune_rec.config import TrainConfig
     from tune_rec.data.synthetic import synthetic_dataset
@@ -86,6 +87,7 @@ def train_worker(n_ratings: int, batch_size: int) -> dict:
         beta=0.1,
         embedding_dim=64,
         batch_size=batch_size,
+        optimizer=optimizer,
         max_epochs=n_epochs,
         seed=0,
     )
@@ -153,7 +155,7 @@ def evaluate_worker(n_ratings: int) -> dict:
     return result
 
 
-def run_worker(kind: str, n_ratings: int, batch_size: int) -> dict:
+def run_worker(kind: str, n_ratings: int, batch_size: int, optimizer: str) -> dict:
     """Run one worker in a fresh process and return its JSON result."""
     command = [
         sys.executable,
@@ -164,6 +166,8 @@ def run_worker(kind: str, n_ratings: int, batch_size: int) -> dict:
         str(n_ratings),
         "--batch-size",
         str(batch_size),
+        "--optimizer",
+        optimizer,
     ]
     wall, process = run_command(command)
     result = json.loads(process.stdout.strip().splitlines()[-1])
@@ -184,13 +188,20 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_BATCH_SIZE,
         help="ratings per step (default 1024); another value writes bench_scale_batch<N>.json",
     )
+    parser.add_argument(
+        "--optimizer",
+        choices=("adam", "sparse_adam"),
+        default="adam",
+        help="the training config's optimizer (default adam); sparse_adam writes "
+        "bench_scale_sparse_adam.json",
+    )
     parser.add_argument("--smoke", action="store_true", help="20,000 and 40,000 ratings")
     parser.add_argument("--worker", choices=("train", "evaluate"), help=argparse.SUPPRESS)
     parser.add_argument("--n-ratings", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker == "train":
-        print(json.dumps(train_worker(args.n_ratings, args.batch_size)))
+        print(json.dumps(train_worker(args.n_ratings, args.batch_size, args.optimizer)))
         return 0
     if args.worker == "evaluate":
         print(json.dumps(evaluate_worker(args.n_ratings)))
@@ -199,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [20_000, 40_000] if args.smoke else [int(size) for size in args.sizes.split(",")]
     rows = []
     for n_ratings in sizes:
-        train = run_worker("train", n_ratings, args.batch_size)
-        evaluation = run_worker("evaluate", n_ratings, args.batch_size)
+        train = run_worker("train", n_ratings, args.batch_size, args.optimizer)
+        evaluation = run_worker("evaluate", n_ratings, args.batch_size, args.optimizer)
         rows.append({"n_ratings": n_ratings, "train": train, "evaluate": evaluation})
         print(
             f"{n_ratings:>9,} ratings: {train['n_users']:,} users x {train['n_items']:,} items; "
@@ -236,11 +247,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{cost_ratio:.2f} (target at most {TARGET_COST_RATIO})"
     )
     suffix = "" if args.batch_size == DEFAULT_BATCH_SIZE else f"_batch{args.batch_size}"
+    if args.optimizer != "adam":
+        suffix += f"_{args.optimizer}"
     write_json(
         f"bench_scale{suffix}",
         {
             "sizes": sizes,
             "batch_size": args.batch_size,
+            "optimizer": args.optimizer,
             "smoke": args.smoke,
             "cost_ratio_last_over_first": cost_ratio,
             "target_cost_ratio": TARGET_COST_RATIO,

@@ -5,7 +5,7 @@ Run from the repository root:
     python benchmarks/bench_training.py            # 30 timed epochs per case
     python benchmarks/bench_training.py --smoke    # 2 timed epochs per case, 20,000 ratings
 
-Config: batch 1024, embedding 64, alpha 1, beta 0.1, l2 0.05, lr 0.01, one torch thread. Three
+Config: batch 1024, embedding 64, alpha 1, beta 0.1, l2 0.05, lr 0.01, one torch thread. Four
 cases take turns, one epoch each, after one warm-up epoch each, so that a change in the
 machine's load hits all of them:
 
@@ -13,6 +13,8 @@ machine's load hits all of them:
   sampling, closed-form gradients and the fused Adam step.
 - ``tune-rec, with evaluation``: ``Trainer.run_epoch()``, which adds both protocols' validation
   metrics.
+- ``tune-rec, sparse_adam``: training only, with ``optimizer: sparse_adam``, which moves only
+  the rows of each batch.
 - ``autograd``: the same shuffling and negatives, then per batch ``model.batch_losses``,
   ``loss.backward()`` and a default ``torch.optim.Adam``: what a plain PyTorch loop does.
 
@@ -116,10 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     # Trainer sets one intra-op thread for the whole process, the autograd loop included.
     training_only = Trainer(config, dataset)
     with_evaluation = Trainer(config, dataset)
+    sparse = Trainer(config.model_copy(update={"optimizer": "sparse_adam"}), dataset)
     autograd = AutogradLoop(config, dataset)
     cases = {
         "tune-rec, training only": lambda: training_only.run_epoch(evaluate=False),
         "tune-rec, with evaluation": with_evaluation.run_epoch,
+        "tune-rec, sparse_adam": lambda: sparse.run_epoch(evaluate=False),
         "autograd": autograd.run_epoch,
     }
     times: dict[str, list[float]] = {name: [] for name in cases}
