@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from tune_rec.cli import main
 
 GOOD_PARAMS = "params:\n  alpha: 1.0\n"
+# settings.json of experiments that an export or a resume reads up to their tables.
+EXPORTABLE_SETTINGS = (
+    '{"name": "e", "metric": "map@10", "mode": "max", "fixed": {}, "data_settings": {}, '
+    '"data": {}}'
+)
+RESUMABLE_SETTINGS = '{"num_samples": 2, "space": {"num_samples": 2, "params": {"alpha": 1.0}}}'
 
 # (case id, files to write: name -> text, command line with {tmp} for the folder,
 #  fragments that the error must contain)
@@ -129,11 +136,121 @@ CASES = [
         ["--max-epoch"],
     ),
     ("resume of non-experiment", {}, ["search", "--resume", "{tmp}"], ["{tmp}"]),
+    (
+        "report of corrupt trials table",
+        {"e/settings.json": "{}", "e/trials.parquet": "not parquet"},
+        ["report", "{tmp}/e"],
+        ["{tmp}/e/trials.parquet is corrupt", "not a readable Parquet file", "restore it"],
+    ),
+    (
+        "report of corrupt epochs table",
+        {"e/settings.json": "{}", "e/epochs.parquet": "not parquet"},
+        ["report", "{tmp}/e"],
+        ["{tmp}/e/epochs.parquet is corrupt", "move it out of the folder"],
+    ),
+    (
+        "report of corrupt settings",
+        {"e/settings.json": "{broken"},
+        ["report", "{tmp}/e"],
+        ["{tmp}/e/settings.json is corrupt", "not valid JSON", "restore it"],
+    ),
+    (
+        "export of corrupt trials table",
+        {"e/settings.json": EXPORTABLE_SETTINGS, "e/trials.parquet": "not parquet"},
+        ["export", "{tmp}/e"],
+        ["{tmp}/e/trials.parquet is corrupt", "restore it"],
+    ),
+    (
+        "export of corrupt settings",
+        {"e/settings.json": "[1, 2]", "e/trials.parquet": "not parquet"},
+        ["export", "{tmp}/e"],
+        ["{tmp}/e/settings.json is corrupt", "JSON list", "restore it"],
+    ),
+    (
+        "export of incomplete settings",
+        {"e/settings.json": '{"metric": "map@10"}', "e/trials.parquet": "not parquet"},
+        ["export", "{tmp}/e"],
+        ["{tmp}/e/settings.json is corrupt", "lacks name, mode"],
+    ),
+    (
+        "resume of corrupt settings",
+        {"e/settings.json": "{broken"},
+        ["search", "--resume", "{tmp}/e"],
+        ["{tmp}/e/settings.json is corrupt", "not valid JSON", "--name"],
+    ),
+    (
+        "resume of corrupt trials table",
+        {"e/settings.json": RESUMABLE_SETTINGS, "e/trials.parquet": "not parquet"},
+        ["search", "--resume", "{tmp}/e"],
+        ["{tmp}/e/trials.parquet is corrupt", "restore it"],
+    ),
+    (
+        "resume of corrupt epochs table",
+        {"e/settings.json": RESUMABLE_SETTINGS, "e/epochs.parquet": "not parquet"},
+        ["search", "--resume", "{tmp}/e"],
+        ["{tmp}/e/epochs.parquet is corrupt", "restore it"],
+    ),
+    (
+        "train on unknown device",
+        {"c.yaml": "config: {alpha: 1.0, max_epochs: 1}\n"},
+        ["train", "--config", "{tmp}/c.yaml", "--device", "banana"],
+        ["--device 'banana' is not a torch device", "pass cpu, cuda or cuda:N"],
+    ),
+    (
+        "train on cuda without a GPU",
+        {"c.yaml": "config: {alpha: 1.0, max_epochs: 1}\n"},
+        ["train", "--config", "{tmp}/c.yaml", "--device", "cuda"],
+        ["--device cuda", "finds no CUDA GPU", "--device cpu"],
+    ),
+    (
+        "seed above 2**32 - 1",
+        {"s.yaml": GOOD_PARAMS},
+        ["search", "--space", "{tmp}/s.yaml", "--seed", "4294967296"],
+        ["--seed", "from 0 to 4294967295", "got 4294967296"],
+    ),
+    (
+        "negative seed",
+        {"s.yaml": GOOD_PARAMS},
+        ["search", "--space", "{tmp}/s.yaml", "--seed", "-1"],
+        ["--seed", "from 0 to 4294967295", "got -1"],
+    ),
+    (
+        "seed above 2**32 - 1 in space",
+        {"s.yaml": "seed: 4294967296\n" + GOOD_PARAMS},
+        ["search", "--space", "{tmp}/s.yaml"],
+        ["seed in {tmp}/s.yaml", "from 0 to 4294967295", "got 4294967296"],
+    ),
+    (
+        "negative seed of data info",
+        {},
+        ["data", "info", "--seed", "-1"],
+        ["--seed", "got -1"],
+    ),
+    (
+        "results dir is a file",
+        {"s.yaml": GOOD_PARAMS, "results": "a file"},
+        ["search", "--space", "{tmp}/s.yaml", "--results-dir", "{tmp}/results"],
+        ["--results-dir {tmp}/results is a file, not a folder"],
+    ),
+    (
+        "results dir below a file",
+        {"s.yaml": GOOD_PARAMS, "results": "a file"},
+        ["search", "--space", "{tmp}/s.yaml", "--results-dir", "{tmp}/results/deeper"],
+        ["cannot be created, because {tmp}/results is a file"],
+    ),
 ]
+
+# Marks of the cases that only a machine without a CUDA GPU can run.
+CASE_MARKS = {
+    "train on cuda without a GPU": pytest.mark.skipif(
+        torch.cuda.is_available(), reason="PyTorch finds a CUDA GPU on this machine"
+    ),
+}
 
 
 @pytest.mark.parametrize(
-    "files, argv, fragments", [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+    "files, argv, fragments",
+    [pytest.param(*case[1:], id=case[0], marks=CASE_MARKS.get(case[0], ())) for case in CASES],
 )
 def test_bad_input_exits_2_with_message(tmp_path, capsys, files, argv, fragments):
     for name, text in files.items():

@@ -59,6 +59,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
+# Optuna's samplers seed NumPy's legacy RandomState, which takes seeds from 0 to 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer from 0 to {MAX_SEED} (2**32 - 1); got {value}"
+        )
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     value = float(text)
     if not value >= 0:
@@ -122,7 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--max-epochs", type=_positive_int, help="full budget of each trial, in epochs"
     )
-    search.add_argument("--seed", type=int, help="seed of the split, the sampler and training")
+    search.add_argument(
+        "--seed",
+        type=_seed,
+        help=f"seed of the split, the sampler and training, from 0 to {MAX_SEED}",
+    )
     search.add_argument(
         "--cpus-per-trial", type=_non_negative_float, help="CPUs reserved per trial"
     )
@@ -301,7 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the size, checksum and split of the ratings.",
     )
     _add_data_options(info)
-    info.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
+    info.add_argument(
+        "--seed",
+        type=_seed,
+        default=0,
+        help=f"seed of the split, from 0 to {MAX_SEED} (default: 0)",
+    )
     info.add_argument("--format", choices=("yaml", "json"), default="yaml")
     return parser
 
@@ -510,6 +532,27 @@ def _resume_reruns(args: argparse.Namespace, settings: dict[str, Any]) -> dict[s
     return reruns
 
 
+def check_folder_path(flag: str, path: Path) -> None:
+    """Raise InvalidInputError when ``path`` or a folder above it is not a folder.
+
+    A missing folder is fine, because the command creates it.
+    """
+    for candidate in (path, *path.parents):
+        if not candidate.exists():
+            continue
+        if candidate.is_dir():
+            return
+        if candidate == path:
+            raise InvalidInputError(
+                f"{flag} {path} is a file, not a folder; pass a folder, which is created if "
+                "it is missing"
+            )
+        raise InvalidInputError(
+            f"{flag} {path} cannot be created, because {candidate} is a file; pass a folder, "
+            "or a path where one can be created"
+        )
+
+
 def _absolute_path(text: str) -> str:
     return str(Path(text).expanduser().resolve())
 
@@ -533,6 +576,12 @@ def _space_from_flags(args: argparse.Namespace) -> Any:
     }
     if overrides:
         space = space.with_overrides(**overrides)
+    if space.seed > MAX_SEED:
+        raise InvalidInputError(
+            f"seed in {args.space} must be from 0 to {MAX_SEED} (2**32 - 1), the seeds that "
+            f"Optuna's samplers take; got {space.seed}. Set a smaller seed in the file or pass "
+            "--seed"
+        )
     if args.asha_compare:
         if space.scheduler.type != "asha":
             raise InvalidInputError(
@@ -584,6 +633,7 @@ def _search(args: argparse.Namespace, argv: list[str]) -> int:
             check_mlflow_store(args.mlflow_uri)
         space, space_path = _space_from_flags(args), args.space
         results_dir = _flag_or_default(args, "results_dir")
+        check_folder_path("--results-dir", results_dir)
         name = args.name
         reruns = {key: _flag_or_default(args, key) for key in RERUN_FLAGS}
         max_failures = _flag_or_default(args, "max_failures")
@@ -658,6 +708,7 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     from tune_rec.metrics import Evaluator
     from tune_rec.training import Trainer
 
+    check_device(args.device)
     config, data, document = load_run_config(args.config)
     data = _data_settings_with_overrides(data, args)
     dataset = load_dataset(data, seed=config.seed, data_dir=args.data_dir)
@@ -696,9 +747,45 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     return EXIT_OK
 
 
+def check_device(name: str) -> None:
+    """Raise InvalidInputError unless PyTorch can train on the device that ``name`` names."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as error:
+        raise InvalidInputError(
+            f"--device {name!r} is not a torch device ({error}); pass cpu, cuda or cuda:N"
+        ) from error
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "CPU-only build"
+            raise InvalidInputError(
+                f"--device {name}: PyTorch {torch.__version__} ({build}) finds no CUDA GPU on "
+                "this machine; pass --device cpu, or run on a machine with a GPU and the CUDA "
+                "build of PyTorch"
+            )
+        n_gpus = torch.cuda.device_count()
+        if device.index is not None and device.index >= n_gpus:
+            raise InvalidInputError(
+                f"--device {name}: this machine has {n_gpus} CUDA GPU(s), numbered from 0; "
+                f"pass cuda:0 to cuda:{n_gpus - 1}"
+            )
+        return
+    try:
+        torch.empty(1, device=device)
+    except (RuntimeError, AssertionError) as error:
+        raise InvalidInputError(
+            f"--device {name}: PyTorch cannot use this device on this machine ({error}); pass "
+            "--device cpu"
+        ) from error
+
+
 def _export(args: argparse.Namespace, argv: list[str]) -> int:
     from tune_rec.exports import export_top
 
+    if args.output is not None:
+        check_folder_path("--output", args.output)
     paths = export_top(args.experiment, args.top, args.format, args.output)
     _emit({"written": [str(path) for path in paths]})
     return EXIT_OK

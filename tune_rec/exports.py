@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 from pathlib import Path
 from typing import Any, Literal
@@ -19,9 +18,16 @@ from tune_rec.experiment import (
     SETTINGS_FILE,
     TRIALS_FILE,
     plain,
+    read_settings,
+    read_table,
     write_json_atomic,
     write_yaml_atomic,
 )
+
+# The next step that an error about a corrupt file of the experiment suggests to the export.
+_EXPORT_FIX = "restore it from a copy; the export cannot rank the trials without it"
+# Keys of settings.json that the export reads.
+_SETTINGS_KEYS = ("name", "metric", "mode", "fixed", "data_settings", "data")
 
 
 def versions() -> dict[str, str]:
@@ -119,21 +125,32 @@ def top_configs(folder: Path, top: int) -> list[dict[str, Any]]:
     their mean validation metric, then the other finished trials by their last-epoch value.
 
     Raises:
-        InvalidInputError: the folder is not an experiment, or ``top`` is below 1.
+        InvalidInputError: the folder is not an experiment, one of its files is corrupt, or
+            ``top`` is below 1.
     """
     folder = Path(folder)
     if top < 1:
         raise InvalidInputError(f"--top must be at least 1; got {top}")
-    settings_path = folder / SETTINGS_FILE
-    trials_path = folder / TRIALS_FILE
-    if not settings_path.is_file() or not trials_path.is_file():
+    if not (folder / SETTINGS_FILE).is_file() or not (folder / TRIALS_FILE).is_file():
         raise InvalidInputError(
             f"{folder} is not an experiment folder with results: {SETTINGS_FILE} or "
             f"{TRIALS_FILE} is missing; pass a folder under results/ that a search wrote"
         )
-    settings = json.loads(settings_path.read_text(encoding="utf-8"))
-    trials = pd.read_parquet(trials_path)
+    settings = read_settings(folder, fix=_EXPORT_FIX) or {}
+    missing = [key for key in _SETTINGS_KEYS if key not in settings]
+    if missing:
+        raise InvalidInputError(
+            f"{folder / SETTINGS_FILE} is corrupt: it lacks {', '.join(missing)}, which "
+            f"tune-rec search writes; {_EXPORT_FIX}"
+        )
+    trials = read_table(folder, TRIALS_FILE, fix=_EXPORT_FIX)
     metric, mode = settings["metric"], settings["mode"]
+    missing = [key for key in ("trial_id", "status", f"last_{metric}") if key not in trials]
+    if missing:
+        raise InvalidInputError(
+            f"{folder / TRIALS_FILE} is corrupt: it has no column {', '.join(missing)}; "
+            f"{_EXPORT_FIX}"
+        )
     finished = trials[trials["status"] == FINISHED].dropna(subset=[f"last_{metric}"])
     confirmation = _read_confirmation(folder)
     repeated = finished["trial_id"].isin(list(confirmation))
@@ -187,10 +204,9 @@ def _read_confirmation(folder: Path) -> dict[str, dict[str, Any]]:
     """Return the seed-repeat summary of each repeated trial, by trial id."""
     from tune_rec.confirm import CONFIRM_FILE
 
-    path = Path(folder) / CONFIRM_FILE
-    if not path.is_file():
+    summary = read_table(folder, CONFIRM_FILE, fix=_EXPORT_FIX)
+    if summary is None:
         return {}
-    summary = pd.read_parquet(path)
     return {
         row["source_trial"]: plain(
             {key: value for key, value in row.items() if key not in ("source_trial", "rank")}

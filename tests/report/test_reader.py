@@ -69,25 +69,31 @@ def test_load_without_settings_uses_defaults(make_experiment) -> None:
     assert any("settings.json is missing" in note for note in experiment.notes)
 
 
-def test_load_truncated_parquet_noted(make_experiment) -> None:
+def test_load_truncated_parquet_raises(make_experiment) -> None:
     path = make_experiment(n_trials=3, max_epochs=4)
     content = (path / "epochs.parquet").read_bytes()
     (path / "epochs.parquet").write_bytes(content[: len(content) // 2])
 
-    experiment = load_experiment(path)
-
-    assert any("epochs.parquet could not be read" in note for note in experiment.notes)
-    assert experiment.epochs.empty
+    with pytest.raises(InvalidInputError, match=r"epochs\.parquet is corrupt"):
+        load_experiment(path)
 
 
-def test_load_invalid_settings_noted(make_experiment) -> None:
+def test_load_invalid_settings_raises(make_experiment) -> None:
     path = make_experiment(n_trials=3, max_epochs=4)
     (path / "settings.json").write_text("{not json")
 
-    experiment = load_experiment(path)
+    with pytest.raises(
+        InvalidInputError, match=r"settings\.json is corrupt: it is not valid JSON"
+    ):
+        load_experiment(path)
 
-    assert experiment.settings == {}
-    assert any("settings.json could not be read" in note for note in experiment.notes)
+
+def test_load_settings_not_object_raises(make_experiment) -> None:
+    path = make_experiment(n_trials=3, max_epochs=4)
+    (path / "settings.json").write_text("[1, 2]")
+
+    with pytest.raises(InvalidInputError, match="contains a JSON list"):
+        load_experiment(path)
 
 
 def test_load_fills_missing_metrics_from_epochs(make_experiment) -> None:

@@ -46,6 +46,37 @@ def test_report_command_missing_folder(tmp_path: Path, capsys) -> None:
     assert "experiment folder" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", ["trials.parquet", "epochs.parquet", "settings.json"])
+def test_report_corrupt_file_keeps_old_report(make_experiment, capsys, name: str) -> None:
+    folder = make_experiment(n_trials=12, max_epochs=9, n_confirm=2)
+    assert main(["report", str(folder)]) == 0
+    report = folder / "report.html"
+    before = (report.read_bytes(), report.stat().st_mtime_ns)
+    content = (folder / name).read_bytes()
+    (folder / name).write_bytes(content[: len(content) // 2])
+    capsys.readouterr()
+
+    code = main(["report", str(folder)])
+
+    assert code == 2
+    assert f"{folder / name} is corrupt" in capsys.readouterr().err
+    assert (report.read_bytes(), report.stat().st_mtime_ns) == before
+
+
+def test_report_watch_corrupt_file_keeps_old_report(make_experiment, capsys) -> None:
+    folder = make_experiment(n_trials=12, max_epochs=9, n_confirm=2)
+    assert main(["report", str(folder)]) == 0
+    report = folder / "report.html"
+    before = report.read_bytes()
+    (folder / "trials.parquet").write_bytes(b"PAR1 truncated")
+
+    code = main(["report", str(folder), "--watch", "0.1"])
+
+    assert code == 2
+    assert "trials.parquet is corrupt" in capsys.readouterr().err
+    assert report.read_bytes() == before
+
+
 @pytest.mark.parametrize("seconds", ["0", "-5", "nan", "inf"])
 def test_report_watch_invalid_seconds(make_experiment, capsys, seconds: str) -> None:
     folder = make_experiment(n_trials=4, max_epochs=4)

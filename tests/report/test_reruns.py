@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from tune_rec import confirm
+from tune_rec.errors import InvalidInputError
 from tune_rec.report.reader import AUDIT_FILE, CONFIRM_FILE, RERUNS_FILE, load_experiment
 from tune_rec.report.reruns import (
     AuditRow,
@@ -61,17 +62,20 @@ def test_reader_loads_finished_search_files(make_experiment) -> None:
     assert experiment.notes == []
 
 
-def test_reader_notes_unreadable_files(make_experiment) -> None:
+def test_reader_rejects_corrupt_confirm(make_experiment) -> None:
     path = make_experiment(n_trials=12, max_epochs=9, n_confirm=2, n_audit=2)
     (path / CONFIRM_FILE).write_bytes(b"PAR1 truncated")
+
+    with pytest.raises(InvalidInputError, match=r"confirm\.parquet is corrupt"):
+        load_experiment(path)
+
+
+def test_reader_rejects_corrupt_best_config(make_experiment) -> None:
+    path = make_experiment(n_trials=12, max_epochs=9, n_confirm=2, n_audit=2)
     (path / "best_config.yaml").write_text("source: [unclosed\n")
 
-    experiment = load_experiment(path)
-
-    assert experiment.confirm is None
-    assert experiment.best_config is None
-    assert any("confirm.parquet could not be read" in note for note in experiment.notes)
-    assert any("best_config.yaml could not be read" in note for note in experiment.notes)
+    with pytest.raises(InvalidInputError, match=r"best_config\.yaml is corrupt"):
+        load_experiment(path)
 
 
 def test_seed_repeats_absent_without_confirm(make_experiment) -> None:

@@ -1,8 +1,10 @@
 """Reading an experiment folder: settings.json, trials.parquet, epochs.parquet and the results
 that a finished search adds (confirm.parquet, reruns.parquet, audit.parquet, best_config.yaml).
 
-The search may still be writing the folder, so every file is optional. A file that is missing or
-cannot be read is recorded in ``Experiment.notes`` and replaced by an empty table. Trials that
+The search may still be writing the folder, so every file is optional. A file that is missing is
+recorded in ``Experiment.notes`` and replaced by an empty table. The search writes every file
+atomically, so one that exists but cannot be read is corrupt, and reading it raises
+InvalidInputError, so that a report command fails before it replaces a good report. Trials that
 appear in epochs.parquet but not (yet) in trials.parquet are added as running trials. Missing
 per-trial values (epochs run, last and best metrics) are filled from epochs.parquet. The files of
 a finished search are None until the search writes them, and their absence is no note.
@@ -10,14 +12,12 @@ a finished search are None until the search writes them, and their absence is no
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow
 import yaml
 
 from tune_rec.errors import InvalidInputError
@@ -30,6 +30,8 @@ from tune_rec.experiment import (
     SETTINGS_FILE,
     STOPPED,
     TRIALS_FILE,
+    read_settings,
+    read_table,
 )
 
 logger = logging.getLogger(__name__)
@@ -87,61 +89,48 @@ class Experiment:
         return "min" if self.settings.get("mode") == "min" else "max"
 
 
+# The next step that an error about a corrupt file of the experiment suggests to the report.
+_REPORT_FIX = "restore it from a copy, or move it out of the folder to write the report without it"
+
+
 def _read_settings(path: Path, notes: list[str]) -> dict[str, Any]:
-    file = path / SETTINGS_FILE
-    if not file.is_file():
+    settings = read_settings(path, fix=_REPORT_FIX)
+    if settings is None:
         notes.append(f"{SETTINGS_FILE} is missing, so the settings below are unknown.")
-        return {}
-    try:
-        settings = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        logger.warning("cannot read %s: %s", file, error)
-        notes.append(f"{SETTINGS_FILE} could not be read ({error}), so the settings are unknown.")
-        return {}
-    if not isinstance(settings, dict):
-        notes.append(f"{SETTINGS_FILE} does not contain a JSON object, so it was ignored.")
         return {}
     return settings
 
 
 def _read_parquet(path: Path, name: str, notes: list[str]) -> pd.DataFrame | None:
-    file = path / name
-    if not file.is_file():
+    frame = read_table(path, name, fix=_REPORT_FIX)
+    if frame is None:
         notes.append(f"{name} is missing.")
-        return None
-    try:
-        return pd.read_parquet(file)
-    except (OSError, ValueError, pyarrow.ArrowException) as error:
-        # A file that the search is rewriting at this moment can be truncated.
-        logger.warning("cannot read %s: %s", file, error)
-        notes.append(f"{name} could not be read ({error}); it may be in the middle of a write.")
-        return None
+    return frame
 
 
-def _read_optional_parquet(path: Path, name: str, notes: list[str]) -> pd.DataFrame | None:
+def _read_optional_parquet(path: Path, name: str) -> pd.DataFrame | None:
     """Read a file of a finished search; None, without a note, when it is not there yet."""
-    if not (path / name).is_file():
-        return None
-    frame = _read_parquet(path, name, notes)
+    frame = read_table(path, name, fix=_REPORT_FIX)
     if frame is not None and "source_trial" in frame:
         frame = frame[frame["source_trial"].notna()].copy()
         frame["source_trial"] = frame["source_trial"].astype(str)
     return frame
 
 
-def _read_best_config(path: Path, notes: list[str]) -> dict[str, Any] | None:
+def _read_best_config(path: Path) -> dict[str, Any] | None:
     file = path / BEST_CONFIG_FILE
     if not file.is_file():
         return None
     try:
         document = yaml.safe_load(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        logger.warning("cannot read %s: %s", file, error)
-        notes.append(f"{BEST_CONFIG_FILE} could not be read ({error}), so the winner is unknown.")
-        return None
+        raise InvalidInputError(
+            f"{file} is corrupt: it is not valid YAML ({error}); {_REPORT_FIX}"
+        ) from error
     if not isinstance(document, dict):
-        notes.append(f"{BEST_CONFIG_FILE} does not contain a YAML mapping, so it was ignored.")
-        return None
+        raise InvalidInputError(
+            f"{file} is corrupt: it does not contain a YAML mapping; {_REPORT_FIX}"
+        )
     return document
 
 
@@ -255,8 +244,8 @@ def load_experiment(path: Path) -> Experiment:
         them, its seed repeats, pruning audit and best config.
 
     Raises:
-        InvalidInputError: The folder does not exist, or contains none of settings.json,
-            trials.parquet and epochs.parquet.
+        InvalidInputError: The folder does not exist, contains none of settings.json,
+            trials.parquet and epochs.parquet, or one of its files is corrupt.
     """
     path = Path(path)
     if not path.is_dir():
@@ -281,8 +270,8 @@ def load_experiment(path: Path) -> Experiment:
         trials=trials,
         epochs=epochs,
         notes=notes,
-        confirm=_read_optional_parquet(path, CONFIRM_FILE, notes),
-        reruns=_read_optional_parquet(path, RERUNS_FILE, notes),
-        audit=_read_optional_parquet(path, AUDIT_FILE, notes),
-        best_config=_read_best_config(path, notes),
+        confirm=_read_optional_parquet(path, CONFIRM_FILE),
+        reruns=_read_optional_parquet(path, RERUNS_FILE),
+        audit=_read_optional_parquet(path, AUDIT_FILE),
+        best_config=_read_best_config(path),
     )
