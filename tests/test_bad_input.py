@@ -227,6 +227,18 @@ CASES = [
         ["--seed", "got -1"],
     ),
     (
+        "relevance threshold above every rating",
+        {"s.yaml": "data: {relevance_threshold: 10}\n" + GOOD_PARAMS},
+        ["search", "--space", "{tmp}/s.yaml"],
+        ["relevance_threshold = 10", "the highest is 5", "to 5 or less"],
+    ),
+    (
+        "ratings too few for a validation split",
+        {"s.yaml": GOOD_PARAMS, "r.tsv": "1\t1\t4\n1\t2\t5\n2\t1\t3\n2\t3\t4\n"},
+        ["search", "--space", "{tmp}/s.yaml", "--data", "{tmp}/r.tsv"],
+        ["validation split of r is empty", "at least 6 ratings", "the most of any user is 2"],
+    ),
+    (
         "results dir is a file",
         {"s.yaml": GOOD_PARAMS, "results": "a file"},
         ["search", "--space", "{tmp}/s.yaml", "--results-dir", "{tmp}/results"],

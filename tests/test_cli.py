@@ -231,3 +231,20 @@ def test_resume_without_finished_trial_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "has ended with no finished trial, so there is nothing to resume" in err
     assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+
+
+@pytest.mark.parametrize("where", ["flag", "space"])
+def test_search_stores_absolute_data_path(tmp_path, monkeypatch, where):
+    from tune_rec.cli import _space_from_flags
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ratings").mkdir()
+    data = "data: {path: ratings/r.tsv}\n" if where == "space" else ""
+    (tmp_path / "s.yaml").write_text(data + "params:\n  alpha: 1.0\n")
+    argv = ["search", "--space", "s.yaml"]
+    if where == "flag":
+        argv += ["--data", "ratings/r.tsv"]
+
+    space = _space_from_flags(build_parser().parse_args(argv))
+
+    assert space.data.path == str(tmp_path / "ratings" / "r.tsv")

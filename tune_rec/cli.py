@@ -563,7 +563,11 @@ def _flag_or_default(args: argparse.Namespace, key: str) -> Any:
 
 
 def _space_from_flags(args: argparse.Namespace) -> Any:
-    """Return the search space of a new search, with the command-line flags applied."""
+    """Return the search space of a new search, with the command-line flags applied.
+
+    A relative ratings path, from --data or the space's data.path, is taken from the working
+    directory and made absolute.
+    """
     from tune_rec.space import load_search_space
 
     if args.space is None:
@@ -590,10 +594,12 @@ def _space_from_flags(args: argparse.Namespace) -> Any:
             )
         scheduler = space.scheduler.model_copy(update={"compare": args.asha_compare})
         space = space.model_copy(update={"scheduler": scheduler})
-    if args.data:
-        space = space.model_copy(
-            update={"data": space.data.model_copy(update={"path": args.data})}
-        )
+    data_path = args.data or space.data.path
+    if data_path is not None:
+        # Stored absolute in settings.json and best_config.yaml, so that `tune-rec train
+        # --config` and `tune-rec export` find the file from any working directory.
+        data = space.data.model_copy(update={"path": _absolute_path(data_path)})
+        space = space.model_copy(update={"data": data})
     return space
 
 

@@ -121,6 +121,11 @@ LOADER_ERRORS = [
     ("norating.csv", "user,item,timestamp\n1,10,4\n", None, r"has no rating column"),
     ("binary.csv", b"\xff\xfe\x00\x81,1,2\n", None, r"cannot read ratings file .*binary\.csv"),
     ("corrupt.parquet", "not parquet", None, r"cannot read ratings file .*corrupt\.parquet"),
+    ("huge.csv", f"1,10,4\n{2**64 + 5},10,4\n", None, r"on line 2 is outside the 64-bit"),
+    ("above.csv", f"1,10,4\n{2**63},10,4\n", None, r"user id '9223372036854775808' on line 2"),
+    ("float.csv", f"{2**53}.0,10,4\n", None, r"floating-point number of 2\*\*53 or more"),
+    # pandas reads the item column as floats, so the ids are parsed again line by line.
+    ("mixed.csv", f"1,{2**53 + 1},4\n2,{2**53}.0,5\n", None, r"item id '9007\d+\.0' on line 2"),
 ]
 
 
@@ -158,8 +163,12 @@ def test_load_ratings_error(
             EXPECTED.assign(timestamp=pd.to_datetime([100, None, 300], unit="s")),
             r"timestamp nan on row 2 is NaN or missing",
         ),
+        (
+            EXPECTED.assign(user=[1.0, 2.0**53 + 2, 2.0]),
+            r"user id 9\.0072e\+15 on row 2 is a floating-point number of 2\*\*53 or more",
+        ),
     ],
-    ids=["nan", "unknown", "five", "empty", "text-id", "no-datetime"],
+    ids=["nan", "unknown", "five", "empty", "text-id", "no-datetime", "float-id"],
 )
 def test_load_ratings_parquet_error(tmp_path: Path, frame: pd.DataFrame, match: str) -> None:
     path = tmp_path / "r.parquet"
@@ -167,6 +176,33 @@ def test_load_ratings_parquet_error(tmp_path: Path, frame: pd.DataFrame, match: 
 
     with pytest.raises(DataError, match=match):
         load_ratings(path)
+
+
+BIG = 2**53
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("big.tsv", f"{BIG}\t{BIG + 1}\t4\n{BIG + 1}\t{BIG}\t5\n"),
+        ("big.csv", f"user,item,rating\n{BIG},{BIG + 1},4\n{BIG + 1},{BIG},5\n"),
+        ("int.parquet", pd.DataFrame({"user": [BIG, BIG + 1], "item": [BIG + 1, BIG]})),
+        ("text.parquet", pd.DataFrame({"user": [str(BIG), str(BIG + 1)], "item": ["1", "2"]})),
+    ],
+)
+def test_load_ratings_ids_above_2_53_distinct(tmp_path: Path, name: str, content) -> None:
+    path = tmp_path / name
+    if isinstance(content, pd.DataFrame):
+        content.assign(rating=[4.0, 5.0]).to_parquet(path)
+    else:
+        _write(path, content)
+
+    ratings = load_ratings(path)
+
+    assert ratings["user"].dtype == np.int64
+    assert ratings["user"].tolist() == [BIG, BIG + 1]
+    assert ratings["user"].nunique() == 2
+    assert ratings["item"].nunique() == 2
 
 
 def test_load_ratings_directory_rejected(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from tune_rec.data import (
     Dataset,
     Interactions,
     check_disjoint,
+    check_evaluable,
     describe_dataset,
     load_dataset,
     load_ratings,
@@ -391,3 +392,49 @@ def test_load_dataset_own_file_error(tmp_path: Path) -> None:
 def test_load_dataset_no_source() -> None:
     with pytest.raises(InvalidInputError, match="set data.path"):
         load_dataset(DataSettings(dataset=None), seed=0)
+
+
+def _split_users(counts: dict[int, int]) -> Dataset:
+    return split_ratings(_ratings_per_user(counts), seed=0, name="small", checksum="0" * 64)
+
+
+def test_check_evaluable_accepts_relevant_ratings() -> None:
+    check_evaluable(_split_users({user: 20 for user in range(5)}), relevance_threshold=4.0)
+
+
+def test_check_evaluable_threshold_above_ratings() -> None:
+    dataset = _split_users({user: 20 for user in range(5)})
+
+    with pytest.raises(
+        InvalidInputError, match=r"relevance_threshold = 10 \(the highest is [1-5]\)"
+    ):
+        check_evaluable(dataset, relevance_threshold=10.0)
+
+
+@pytest.mark.parametrize("n_ratings", [2, 4])
+def test_check_evaluable_empty_validation_split(n_ratings: int) -> None:
+    dataset = _split_users({user: n_ratings for user in range(5)})
+
+    with pytest.raises(InvalidInputError) as error:
+        check_evaluable(dataset, relevance_threshold=1.0)
+
+    message = str(error.value)
+    assert "the validation split of small is empty" in message
+    # round(0.1 * n) is 1 from n = 6 on; round(0.5) is 0, as Python rounds half to even.
+    assert "a user needs at least 6 ratings" in message
+    assert f"the most of any user is {n_ratings}" in message
+
+
+def test_check_evaluable_empty_test_split() -> None:
+    ratings = _ratings_per_user({user: 20 for user in range(3)})
+    dataset = split_ratings(
+        ratings,
+        seed=0,
+        name="small",
+        checksum="0" * 64,
+        test_fraction=0.01,
+        validation_fraction=0.5,
+    )
+
+    with pytest.raises(InvalidInputError, match="the test split of small is empty"):
+        check_evaluable(dataset, relevance_threshold=1.0)

@@ -12,6 +12,7 @@ from tune_rec.data.ratings import deduplicate, load_ratings
 from tune_rec.data.split import (
     SPLIT_METHODS,
     check_disjoint,
+    check_evaluable,
     describe_dataset,
     load_dataset,
     split_ratings,
@@ -24,6 +25,7 @@ __all__ = [
     "Dataset",
     "Interactions",
     "check_disjoint",
+    "check_evaluable",
     "deduplicate",
     "default_data_dir",
     "describe_dataset",

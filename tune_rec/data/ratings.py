@@ -46,6 +46,11 @@ _FIELD_NAMES = {"user": "user id", "item": "item id", "rating": "rating", "times
 
 _ROW_LAYOUT = "one rating per row: user, item, rating and an optional timestamp"
 
+# Ids are read as int64. Floating-point numbers are exact integers only below 2**53, so larger
+# ids must come from integers or text.
+_MIN_INT64, _MAX_INT64 = -(2**63), 2**63 - 1
+_MAX_EXACT_FLOAT = 2**53
+
 # Turns a 0-based row position of the parsed frame into "line 7" or "row 7" for messages.
 Locator = Callable[[int], str]
 
@@ -66,7 +71,8 @@ def load_ratings(path: Path | str, *, rating_scale: Sequence[float] | None = Non
         InvalidInputError: ``rating_scale`` is not two finite numbers, lowest first.
         DataError: The file is missing, unreadable, empty, has other than 3 or 4 columns,
             an unknown header name, or a value that is missing, not a number, NaN, not an
-            integer id, or outside ``rating_scale``. The message names the file and the
+            integer id, an id outside the int64 range or stored as a float of 2**53 or more,
+            or outside ``rating_scale``. The message names the file and the
             first offending line (text) or row (Parquet).
     """
     path = Path(path).expanduser()
@@ -339,7 +345,7 @@ def _parse_frame(
     for column in frame.columns:
         values = _to_numbers(frame[column], column, path, locate)
         if column in ID_COLUMNS:
-            values = _to_ids(values, column, path, locate)
+            values = _to_ids(frame[column], values, column, path, locate)
         elif column == "timestamp" and (values % 1 == 0).all():
             values = values.astype(np.int64)
         parsed[column] = values
@@ -460,7 +466,15 @@ def _to_numbers(values: pd.Series, column: str, path: Path, locate: Locator) -> 
     return numbers.astype(np.float64)
 
 
-def _to_ids(numbers: pd.Series, column: str, path: Path, locate: Locator) -> pd.Series:
+def _to_ids(
+    raw: pd.Series, numbers: pd.Series, column: str, path: Path, locate: Locator
+) -> pd.Series:
+    """Return the ids of a column as int64, parsed exactly from the file's own values.
+
+    ``numbers`` (float64) checks that every id is a whole number, but it cannot tell ids of
+    2**53 or more apart, so the ids themselves come from the integers or text of ``raw``.
+    """
+    field = _FIELD_NAMES[column]
     not_integer = (numbers % 1 != 0).to_numpy()
     if not_integer.any():
         raise _first_problem(
@@ -470,9 +484,75 @@ def _to_ids(numbers: pd.Series, column: str, path: Path, locate: Locator) -> pd.
             path,
             locate,
             "is not an integer",
-            f"Every {_FIELD_NAMES[column]} must be a whole number. Fix or remove the row",
+            f"Every {field} must be a whole number. Fix or remove the row",
         )
-    return numbers.astype(np.int64)
+
+    if pd.api.types.is_integer_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        too_large = (raw > _MAX_INT64).to_numpy() if raw.dtype == np.uint64 else None
+        if too_large is not None and too_large.any():
+            raise _id_out_of_range(too_large, raw, column, path, locate)
+        return raw.astype(np.int64)
+
+    if pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_datetime64_any_dtype(raw):
+        inexact = (numbers.abs() >= _MAX_EXACT_FLOAT).to_numpy()
+        if inexact.any():
+            raise _first_problem(
+                inexact,
+                numbers,
+                column,
+                path,
+                locate,
+                "is a floating-point number of 2**53 or more, which may stand for several "
+                "neighbouring ids",
+                f"Store every {field} as an integer or as text",
+            )
+        return numbers.astype(np.int64)
+
+    return _text_to_ids(raw.astype(str).str.strip(), numbers, column, path, locate)
+
+
+def _text_to_ids(
+    text: pd.Series, numbers: pd.Series, column: str, path: Path, locate: Locator
+) -> pd.Series:
+    """Parse ids written as text: digits exactly, other forms (``4.0``, ``1e3``) as floats."""
+    is_digits = text.str.fullmatch(r"[+-]?\d+").to_numpy()
+    exact = [int(value) for value in text[is_digits]]
+    out_of_range = np.zeros(len(text), dtype=bool)
+    out_of_range[np.flatnonzero(is_digits)] = [
+        not _MIN_INT64 <= value <= _MAX_INT64 for value in exact
+    ]
+    if out_of_range.any():
+        raise _id_out_of_range(out_of_range, text, column, path, locate)
+    inexact = ~is_digits & (numbers.abs() >= _MAX_EXACT_FLOAT).to_numpy()
+    if inexact.any():
+        raise _first_problem(
+            inexact,
+            text,
+            column,
+            path,
+            locate,
+            "is written as a floating-point number of 2**53 or more, which may stand for "
+            "several neighbouring ids",
+            f"Write every {_FIELD_NAMES[column]} as a plain integer",
+        )
+    ids = np.empty(len(text), dtype=np.int64)
+    ids[~is_digits] = numbers.to_numpy(dtype=np.float64)[~is_digits].astype(np.int64)
+    ids[is_digits] = np.array(exact, dtype=np.int64)
+    return pd.Series(ids, index=text.index, dtype=np.int64)
+
+
+def _id_out_of_range(
+    mask: np.ndarray, values: pd.Series, column: str, path: Path, locate: Locator
+) -> DataError:
+    return _first_problem(
+        mask,
+        values,
+        column,
+        path,
+        locate,
+        f"is outside the 64-bit integer range [{_MIN_INT64}, {_MAX_INT64}]",
+        f"Map every {_FIELD_NAMES[column]} to a smaller integer",
+    )
 
 
 def _check_scale(

@@ -161,6 +161,57 @@ def check_disjoint(dataset: Dataset) -> None:
         )
 
 
+def check_evaluable(dataset: Dataset, relevance_threshold: float) -> None:
+    """Raise InvalidInputError unless the validation and test splits can be evaluated.
+
+    A search evaluates every trial on the validation split after each epoch, and its winner on
+    the test split, so each split needs at least one held-out rating at or above
+    ``relevance_threshold``. Checked before a search starts, so that the data fails at once
+    rather than in every trial.
+
+    Raises:
+        InvalidInputError: a split is empty because no user has enough ratings, or none of
+            its ratings is at or above the threshold.
+    """
+    n_ratings_per_user = np.bincount(
+        np.concatenate([getattr(dataset, name).users for name in SPLIT_NAMES]),
+        minlength=dataset.n_users,
+    )
+    for split_name in ("validation", "test"):
+        held_out = getattr(dataset, split_name)
+        if len(held_out) == 0:
+            fraction = dataset.metadata.get(f"{split_name}_fraction")
+            raise InvalidInputError(
+                f"the {split_name} split of {dataset.name} is empty, because no user has "
+                f"enough ratings to hold one out: with {split_name}_fraction {fraction}, a "
+                f"user needs at least {_min_ratings_to_hold_out(dataset, split_name)} "
+                f"ratings, and the most of any user is {int(n_ratings_per_user.max())}. Use "
+                f"a ratings file with more ratings per user, or raise "
+                f"data.{split_name}_fraction"
+            )
+        highest = float(held_out.ratings.max())
+        if highest < relevance_threshold:
+            raise InvalidInputError(
+                f"no {split_name} rating of {dataset.name} is at or above "
+                f"data.relevance_threshold = {relevance_threshold:g} (the highest is "
+                f"{highest:g}), so no user has a relevant item to rank; set "
+                f"data.relevance_threshold to {highest:g} or less"
+            )
+
+
+def _min_ratings_to_hold_out(dataset: Dataset, split_name: str) -> str:
+    """Return the smallest number of a user's ratings that puts one of them in the split."""
+    counts = np.arange(1, 10_001)
+    n_test, n_validation = _held_out_counts(
+        counts,
+        dataset.metadata.get("test_fraction", 0.2),
+        dataset.metadata.get("validation_fraction", 0.1),
+    )
+    held_out = n_test if split_name == "test" else n_validation
+    enough = counts[held_out >= 1]
+    return str(int(enough[0])) if enough.size else f"more than {counts[-1]}"
+
+
 def load_dataset(settings: DataSettings, *, seed: int, data_dir: Path | None = None) -> Dataset:
     """Load, deduplicate and split the ratings that ``settings`` names.
 

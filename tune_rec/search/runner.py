@@ -23,6 +23,7 @@ from tune_rec.confirm import (
     summarise_repeats,
 )
 from tune_rec.data.dataset import Dataset
+from tune_rec.data.split import check_evaluable
 from tune_rec.errors import (
     InvalidInputError,
     ResourceError,
@@ -208,7 +209,7 @@ def run_search(options: SearchOptions, dataset: Dataset) -> SearchOutcome:
     The outcome of the run (completed, failed or interrupted) is recorded in settings.json.
 
     Raises:
-        InvalidInputError: the folder cannot be used.
+        InvalidInputError: the folder cannot be used, or the data cannot be evaluated.
         ResourceError: the cluster cannot satisfy the per-trial resource request.
         SearchFailedError: no trial finished.
     """
@@ -218,7 +219,9 @@ def run_search(options: SearchOptions, dataset: Dataset) -> SearchOutcome:
     if not logger.isEnabledFor(logging.DEBUG):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
 
+    # Both are checked before Ray starts, so that bad input fails at once.
     folder = experiment_folder(options)
+    check_evaluable(dataset, options.space.data.relevance_threshold)
     try:
         return _run_search(folder, options, dataset)
     except SearchFailedError as error:
