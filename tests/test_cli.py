@@ -44,6 +44,31 @@ def test_search_help_gives_units(capsys):
     assert "GPUs per trial" in text
 
 
+def test_top_level_help_lists_exit_codes(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "exit codes:" in text
+    for line in ("  0    success", "  1    the run failed", "  2    invalid input", "  130  "):
+        assert line in text, line
+
+
+@pytest.mark.parametrize(
+    ("command", "fragments"),
+    [
+        (["export"], ["--format {yaml,json}", "yaml or json (default: yaml)", "(default: 5)"]),
+        (["report"], ["--top TOP", "1 or more (default: 10)"]),
+        (["data", "info"], ["yaml or json (default: yaml)"]),
+    ],
+)
+def test_help_states_choices_and_defaults(command, fragments, capsys):
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for fragment in fragments:
+        assert fragment in text, fragment
+
+
 def test_unknown_flag_is_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["search", "--space", "x.yaml", "--num-sample", "3"])

@@ -1,7 +1,8 @@
 """The ``tune-rec`` command: search, train, export, report and data.
 
-Exit codes: 0 on success, 2 for invalid input or usage, 1 when a run fails. Results go to
-stdout, logs to stderr; ``-v`` and ``-q`` set the log level.
+Exit codes: 0 on success, 1 when a run fails, 2 for invalid input or usage, 130 when
+interrupted (Ctrl-C). Results go to stdout, logs to stderr, and ``-v`` and ``-q`` set the log
+level.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from tune_rec.errors import InvalidInputError, TuneRecError
 
 logger = logging.getLogger("tune_rec")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+EXIT_CODES_HELP = f"""exit codes:
+  {EXIT_OK}    success
+  {EXIT_FAILED}    the run failed (for example, no trial of a search finished)
+  {EXIT_USAGE}    invalid input or usage: a flag, search space, config, data or experiment file
+  {EXIT_INTERRUPTED}  interrupted with Ctrl-C; tune-rec search --resume continues a search"""
 
 # Defaults of the search flags whose absence a resume must tell apart from an explicit value.
 SEARCH_DEFAULTS: dict[str, Any] = {
@@ -114,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tune-rec",
         description="Search the hyperparameters and the alpha schedule of a joint-loss "
         "recommender with Ray Tune.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"tune-rec {__version__}")
     parser.add_argument(
@@ -267,8 +276,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write the top configs of an experiment, one file each.",
     )
     export.add_argument("experiment", type=Path, help="experiment folder")
-    export.add_argument("--top", type=_positive_int, default=5, help="how many (default: 5)")
-    export.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    export.add_argument(
+        "--top",
+        type=_positive_int,
+        default=5,
+        help="number of configs to write, best first; 1 or more (default: 5)",
+    )
+    export.add_argument(
+        "--format",
+        choices=("yaml", "json"),
+        default="yaml",
+        help="file format of each config: yaml or json (default: yaml)",
+    )
     export.add_argument(
         "--output", type=Path, help="output folder (default: <experiment>/exports)"
     )
@@ -280,7 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--watch, repeatedly while its search runs.",
     )
     report.add_argument("experiment", type=Path, help="experiment folder")
-    report.add_argument("--top", type=_positive_int, default=10, help="top configs shown")
+    report.add_argument(
+        "--top",
+        type=_positive_int,
+        default=10,
+        help="number of finished configs in the top-configs table; 1 or more (default: 10)",
+    )
     report.add_argument(
         "--watch",
         type=float,
@@ -324,7 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help=f"seed of the split, from 0 to {MAX_SEED} (default: 0)",
     )
-    info.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    info.add_argument(
+        "--format",
+        choices=("yaml", "json"),
+        default="yaml",
+        help="output format: yaml or json (default: yaml)",
+    )
     return parser
 
 
@@ -361,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.exit_code
     except KeyboardInterrupt:
         logger.error("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as error:  # noqa: BLE001 - the last resort of the command line
         logger.debug("unexpected error", exc_info=True)
         logger.error(
