@@ -7,10 +7,8 @@ in the test's tmp dir and copied to benchmarks/out/report_screenshot.png.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
 from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
@@ -54,48 +52,12 @@ ERROR_HOOK = """<script>
 </script>"""
 
 
-def _chromium() -> str | None:
-    candidates = [os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"]
-    for candidate in candidates:
-        if candidate and shutil.which(candidate):
-            return shutil.which(candidate)
-    return None
-
-
-def _run_chromium(executable: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [
-        executable,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        "--enable-logging=stderr",
-        "--v=0",
-        f"--user-data-dir={profile}",
-        "--virtual-time-budget=15000",
-        *args,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+# Chromium logs the page's console to stderr with these, for the JavaScript error check.
+CONSOLE_LOGGING = ("--enable-logging=stderr", "--v=0")
 
 
 @pytest.fixture(scope="module")
-def chromium() -> str:
-    executable = _chromium()
-    if executable is None:
-        pytest.skip(
-            "Chromium not found; install it (Debian: apt-get install -y chromium) or set "
-            "CHROMIUM to its executable"
-        )
-    return executable
-
-
-@pytest.fixture(scope="module")
-def rendered(write_experiment, chromium: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def rendered(write_experiment, chromium, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Render a finished search of 4 schedule types, with seed repeats and a pruning audit, and
     return its DOM, log, figure count and paths."""
     tmp_path = tmp_path_factory.mktemp("browser")
@@ -112,9 +74,9 @@ def rendered(write_experiment, chromium: str, tmp_path_factory: pytest.TempPathF
     hooked = tmp_path / "hooked.html"
     hooked.write_text(html.replace("<head>", "<head>" + ERROR_HOOK, 1), encoding="utf-8")
 
-    dump = _run_chromium(
-        chromium,
+    dump = chromium.run(
         tmp_path / "profile-dom",
+        *CONSOLE_LOGGING,
         f"--window-size={WIDTH},{MIN_HEIGHT}",
         "--dump-dom",
         hooked.as_uri(),
@@ -175,12 +137,12 @@ def test_browser_logs_no_javascript_error(rendered: dict) -> None:
     assert console_errors == []
 
 
-def test_browser_screenshot_is_written(rendered: dict, chromium: str, tmp_path: Path) -> None:
+def test_browser_screenshot_is_written(rendered: dict, chromium, tmp_path: Path) -> None:
     height = int(_root_attribute(rendered["dom"], "data-height") or MIN_HEIGHT)
     screenshot = tmp_path / "report_screenshot.png"
-    result = _run_chromium(
-        chromium,
+    result = chromium.run(
         tmp_path / "profile-shot",
+        *CONSOLE_LOGGING,
         f"--window-size={WIDTH},{max(height, MIN_HEIGHT)}",
         f"--screenshot={screenshot}",
         rendered["report"].as_uri(),
@@ -193,7 +155,7 @@ def test_browser_screenshot_is_written(rendered: dict, chromium: str, tmp_path: 
     shutil.copyfile(screenshot, SCREENSHOT_COPY / screenshot.name)
 
 
-def test_error_hook_records_uncaught_error(chromium: str, tmp_path: Path) -> None:
+def test_error_hook_records_uncaught_error(chromium, tmp_path: Path) -> None:
     page = tmp_path / "broken.html"
     page.write_text(
         "<!DOCTYPE html><html><head>" + ERROR_HOOK + "</head><body>"
@@ -201,7 +163,7 @@ def test_error_hook_records_uncaught_error(chromium: str, tmp_path: Path) -> Non
         encoding="utf-8",
     )
 
-    dump = _run_chromium(chromium, tmp_path / "profile", "--dump-dom", page.as_uri())
+    dump = chromium.run(tmp_path / "profile", *CONSOLE_LOGGING, "--dump-dom", page.as_uri())
 
     errors = json.loads(_root_attribute(dump.stdout, "data-errors") or "[]")
     assert len(errors) == 1

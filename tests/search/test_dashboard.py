@@ -49,33 +49,8 @@ TRIAL_STARTED = re.compile(r"trial \w+ started")
 STARTUP_TIMEOUT_S = 240
 
 
-def _chromium() -> str | None:
-    candidates = [os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"]
-    for candidate in candidates:
-        if candidate and shutil.which(candidate):
-            return shutil.which(candidate)
-    return None
-
-
-def _run_chromium(executable: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [
-        executable,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        f"--user-data-dir={profile}",
-        "--window-size=1400,900",
-        # The dashboard fetches its data after load; virtual time lets those requests finish.
-        "--virtual-time-budget=15000",
-        *args,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+# The size of every page that Chromium opens, and of the cluster view's screenshot.
+WINDOW_SIZE = "--window-size=1400,900"
 
 
 def _get_json(url: str) -> dict:
@@ -139,14 +114,6 @@ def _stop(process: subprocess.Popen, timeout_s: float = 120) -> int:
     except subprocess.TimeoutExpired:
         process.kill()
         return process.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    executable = _chromium()
-    if executable is None:
-        pytest.skip("Chromium not found; install Debian's chromium or set CHROMIUM")
-    return executable
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +205,7 @@ def test_dashboard_cluster_page_in_browser(search, chromium):
     node_id = node["raylet"]["nodeId"]
     page = f"{search.url}/#/cluster"
 
-    dom = _run_chromium(chromium, search.profile, "--dump-dom", page)
+    dom = chromium.run(search.profile, WINDOW_SIZE, "--dump-dom", page)
     assert dom.returncode == 0, dom.stderr[-2000:]
     parser = _TextParser()
     parser.feed(dom.stdout)
@@ -249,7 +216,7 @@ def test_dashboard_cluster_page_in_browser(search, chromium):
     assert "127.0.0.1 (Head)" in " ".join(text.split())
 
     screenshot = search.shots / "dashboard_cluster.png"
-    shot = _run_chromium(chromium, search.profile, f"--screenshot={screenshot}", page)
+    shot = chromium.run(search.profile, WINDOW_SIZE, f"--screenshot={screenshot}", page)
     assert shot.returncode == 0, shot.stderr[-2000:]
     data = screenshot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
