@@ -51,7 +51,7 @@ class Chromium:
     def run(
         self, profile: Path, *args: str, timeout_s: float = 180
     ) -> subprocess.CompletedProcess:
-        """Run Chromium headless with its own profile folder and ``args``; never raises on exit.
+        """Run Chromium headless with a profile folder and ``args``, whatever its exit status.
 
         Chromium gets no sandbox (tests may run as root), no GPU and no background traffic.
         Pages fetch their data after load, and 15 s of virtual time lets those requests finish.

@@ -505,7 +505,7 @@ def _ignored_resume_flags(
     from tune_rec.experiment import RERUNS_KEY
 
     scheduler = space.scheduler
-    kept: dict[str, tuple[str, Any]] = {
+    first_run_values: dict[str, tuple[str, Any]] = {
         "space": ("--space", f"its {folder.name}/search_space.yaml"),
         "num_samples": ("--num-samples", space.num_samples),
         "max_epochs": ("--max-epochs", space.max_epochs),
@@ -524,16 +524,17 @@ def _ignored_resume_flags(
     stored = settings.get(RERUNS_KEY) or {}
     for key in RERUN_FLAGS:
         if key in stored:
-            kept[key] = (f"--{key.replace('_', '-')}", stored[key])
+            first_run_values[key] = (f"--{key.replace('_', '-')}", stored[key])
 
     ignored = []
-    for key, (flag, value) in kept.items():
-        given = getattr(args, key)
-        if key == "data" and given is not None and value is not None:
-            given = _absolute_path(given) if _absolute_path(given) == value else given
-        if given is None or given == value:
+    for key, (flag, value) in first_run_values.items():
+        flag_value = getattr(args, key)
+        if key == "data" and flag_value is not None and _absolute_path(flag_value) == value:
+            # The first run stored its --data path absolute.
             continue
-        ignored.append(f"{flag} {given} (the search keeps {value})")
+        if flag_value is None or flag_value == value:
+            continue
+        ignored.append(f"{flag} {flag_value} (the search keeps {value})")
     if args.name is not None and args.name != folder.name:
         ignored.append(f"--name {args.name} (the resume writes to {folder})")
     if args.results_dir is not None and Path(args.results_dir).resolve() != folder.parent:
