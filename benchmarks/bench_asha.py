@@ -174,9 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{(n_epochs_asha + n_epochs_reruns) / n_epochs_full:.1%} of the full budget in all"
         )
     print(f"best {metric}: ASHA {asha_best:.4f} ({asha_best_id}), full budget {full_best:.4f}")
-    n_epochs_best = int(best_row["n_epochs"])
-    fate = "run to the full budget" if n_epochs_best >= max_epochs else "stopped"
-    print(f"({full_best_id}, {fate} by ASHA after {n_epochs_best} epochs)")
+    print(f"({full_best_id}: {int(best_row['n_epochs'])} epochs in the ASHA search)")
     print(
         f"ASHA's best is {gap:.2%} below the full-budget best and ranks "
         f"{ranking.index(asha_best_id) + 1} of {len(ranking)} in the full-budget runs"

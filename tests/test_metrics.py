@@ -440,6 +440,9 @@ def test_evaluate_chunked_equals_unchunked(chunk_size):
         result = chunked.evaluate(user_factors, item_factors, item_bias=item_bias)
 
         assert result == pytest.approx(expected, abs=1e-12)
+        assert len(whole._index.rated.blocks) == 1
+        if chunk_size == 1:
+            assert len(chunked._index.rated.blocks) > 1
 
 
 def test_evaluate_rated_alone_equals_rated_with_full():

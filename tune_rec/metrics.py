@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, get_args
 
 import numpy as np
@@ -191,20 +191,41 @@ def _topk_metrics(
 
 
 @dataclass(frozen=True)
-class _RatedIndex:
-    """Held-out pairs of the evaluated users, sorted by user, and their padded layout.
+class _RatedBlock:
+    """Evaluated users ``row_start:row_stop``, ranked together under the rated protocol.
 
-    Pair j belongs to user ``pair_users[j]`` and sits at flat position ``padded_positions[j]``
-    of the [n_users_evaluated, max_candidates] matrix that the rated protocol ranks row by row.
+    Their held-out pairs ``pair_start:pair_stop`` sit at the flat ``positions`` of a
+    [row_stop - row_start, width] matrix, one row per user, padded to the block's largest
+    held-out count.
     """
+
+    row_start: int
+    row_stop: int
+    pair_start: int
+    pair_stop: int
+    width: int
+    positions: torch.Tensor  # int64 [pair_stop - pair_start]
+
+    def to(self, device: torch.device) -> _RatedBlock:
+        return replace(self, positions=self.positions.to(device))
+
+
+@dataclass(frozen=True)
+class _RatedIndex:
+    """Held-out pairs of the evaluated users, sorted by user, and the blocks that rank them."""
 
     pair_users: torch.Tensor  # int64 [n_pairs], internal user ids
     pair_items: torch.Tensor  # int64 [n_pairs]
-    padded_positions: torch.Tensor  # int64 [n_pairs]
-    relevance: torch.Tensor  # bool [n_users_evaluated, max_candidates], False on padding
+    pair_relevant: torch.Tensor  # bool [n_pairs]
+    blocks: list[_RatedBlock]
 
     def to(self, device: torch.device) -> _RatedIndex:
-        return _RatedIndex(*(tensor.to(device) for tensor in vars(self).values()))
+        return _RatedIndex(
+            self.pair_users.to(device),
+            self.pair_items.to(device),
+            self.pair_relevant.to(device),
+            [block.to(device) for block in self.blocks],
+        )
 
 
 @dataclass(frozen=True)
@@ -272,7 +293,8 @@ class Evaluator:
         normalisation: AP@k divisor, ``"min_k_r"`` for min(k, R) or ``"r"`` for R.
         chunk_size: Users scored at once by the full protocol, so memory grows as
             chunk_size x n_items rather than n_users x n_items. None picks as many users as fit
-            in 2**22 scores.
+            in 2**22 scores. The rated protocol ranks users in blocks of as many scores,
+            padded to each block's largest held-out count.
 
     Raises:
         InvalidInputError: On an unknown split or normalisation, a non-finite threshold or a
@@ -321,7 +343,9 @@ class Evaluator:
         # row_of_user[u] is u's row among the evaluated users, or -1 for a skipped user.
         row_of_user = np.full(self.n_users, -1, dtype=np.int64)
         row_of_user[evaluated_users] = np.arange(evaluated_users.size)
-        rated, pair_rows = _build_rated_index(held_out, relevant, row_of_user, evaluated_users)
+        rated, pair_rows = _build_rated_index(
+            held_out, relevant, row_of_user, evaluated_users, chunk_size * self.n_items
+        )
         self._index = _Index(
             n_relevant=torch.from_numpy(n_relevant[evaluated_users].astype(np.int64)),
             rated=rated,
@@ -343,13 +367,14 @@ class Evaluator:
         self._index_on_device: dict[torch.device, _Index] = {}
         logger.debug(
             "evaluator of the %s split: %d users evaluated, %d skipped, %d held-out pairs, "
-            "%d chunks of up to %d users",
+            "%d chunks of up to %d users, %d blocks of the rated protocol",
             split,
             self.n_users_evaluated,
             self.n_users_skipped,
             pair_rows.size,
             len(self._index.chunks),
             chunk_size,
+            len(rated.blocks),
         )
 
     def evaluate(
@@ -610,14 +635,18 @@ def _score_pairs(
 
 def _rank_rated(rated: _RatedIndex, pair_scores: torch.Tensor) -> torch.Tensor:
     """Return the relevance of each user's top held-out items under the rated protocol."""
-    # Padding scores -inf, so it ranks after every candidate, and its relevance is False.
-    scores = torch.full(
-        rated.relevance.shape, -math.inf, dtype=pair_scores.dtype, device=pair_scores.device
-    )
-    scores.view(-1)[rated.padded_positions] = pair_scores
-    k = min(_K_MAX, scores.shape[1])
-    top_positions = torch.topk(scores, k, dim=1).indices
-    return _pad_columns(rated.relevance.gather(1, top_positions))
+    ranked = []
+    for block in rated.blocks:
+        shape = (block.row_stop - block.row_start, block.width)
+        pairs = slice(block.pair_start, block.pair_stop)
+        # Padding scores -inf, so it ranks after every candidate, and its relevance is False.
+        scores = torch.full(shape, -math.inf, dtype=pair_scores.dtype, device=pair_scores.device)
+        scores.view(-1)[block.positions] = pair_scores[pairs]
+        relevance = torch.zeros(shape, dtype=torch.bool, device=pair_scores.device)
+        relevance.view(-1)[block.positions] = rated.pair_relevant[pairs]
+        top_positions = torch.topk(scores, min(_K_MAX, block.width), dim=1).indices
+        ranked.append(_pad_columns(relevance.gather(1, top_positions)))
+    return torch.cat(ranked)
 
 
 def _build_rated_index(
@@ -625,32 +654,57 @@ def _build_rated_index(
     relevant: np.ndarray,
     row_of_user: np.ndarray,
     evaluated_users: np.ndarray,
+    block_entries: int = DEFAULT_CHUNK_SCORES,
 ) -> tuple[_RatedIndex, np.ndarray]:
-    """Return the rated protocol's index and the row of each of its pairs."""
+    """Return the rated protocol's index and the row of each of its pairs.
+
+    Consecutive users form blocks of at most ``block_entries`` padded entries (or one user),
+    so that ranking memory grows with the block, not with all users times the heaviest
+    user's held-out count.
+    """
     rows = row_of_user[held_out.users]
     keep = rows >= 0
     rows, items, relevant = rows[keep], held_out.items[keep].astype(np.int64), relevant[keep]
     order = np.lexsort((items, rows))
     rows, items, relevant = rows[order], items[order], relevant[order]
 
-    # NOTE: the padded matrices take n_users_evaluated x (largest held-out count of a user)
-    # entries, which suits MovieLens-100K (931 x 147 for a 20 % test split) but grows with
-    # the heaviest user on larger data.
     counts = np.bincount(rows, minlength=evaluated_users.size)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     columns = np.arange(rows.size) - starts[rows]
-    max_candidates = int(counts.max())
-    padded_positions = rows * max_candidates + columns
-
-    padded_relevance = np.zeros(evaluated_users.size * max_candidates, dtype=bool)
-    padded_relevance[padded_positions] = relevant
+    blocks = []
+    for row_start, row_stop in _block_bounds(counts, block_entries):
+        width = int(counts[row_start:row_stop].max())
+        pair_start = int(starts[row_start])
+        pair_stop = int(starts[row_stop - 1] + counts[row_stop - 1])
+        pairs = slice(pair_start, pair_stop)
+        positions = (rows[pairs] - row_start) * width + columns[pairs]
+        blocks.append(
+            _RatedBlock(
+                row_start, row_stop, pair_start, pair_stop, width, torch.from_numpy(positions)
+            )
+        )
     index = _RatedIndex(
         pair_users=torch.from_numpy(evaluated_users[rows].astype(np.int64)),
         pair_items=torch.from_numpy(items),
-        padded_positions=torch.from_numpy(padded_positions),
-        relevance=torch.from_numpy(padded_relevance.reshape(-1, max_candidates)),
+        pair_relevant=torch.from_numpy(relevant),
+        blocks=blocks,
     )
     return index, rows
+
+
+def _block_bounds(counts: np.ndarray, block_entries: int) -> list[tuple[int, int]]:
+    """Cut rows into consecutive blocks whose rows x largest count stays within
+    ``block_entries``, or a single row."""
+    bounds = []
+    start, width = 0, 0
+    for row, count in enumerate(counts.tolist()):
+        grown = max(width, count)
+        if row > start and (row + 1 - start) * grown > block_entries:
+            bounds.append((start, row))
+            start, grown = row, count
+        width = grown
+    bounds.append((start, len(counts)))
+    return bounds
 
 
 def _build_chunks(
