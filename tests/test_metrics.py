@@ -647,3 +647,24 @@ def test_bench_evaluation_smoke():
     assert completed.returncode == 0, completed.stderr
     assert "rated+full" in completed.stdout
     assert "validation" in completed.stdout
+
+
+def test_rated_pairs_scored_in_slices(monkeypatch):
+    dataset = random_dataset(seed=13)
+    generator = torch.Generator().manual_seed(13)
+    user_factors = torch.randn(dataset.n_users, 8, generator=generator, dtype=torch.float64)
+    item_factors = torch.randn(dataset.n_items, 8, generator=generator, dtype=torch.float64)
+    item_bias = torch.randn(dataset.n_items, generator=generator, dtype=torch.float64)
+    evaluator = Evaluator(dataset)
+    # With the full protocol the pair scores come from its chunks, so rated runs alone here.
+    expected = evaluator.evaluate(
+        user_factors, item_factors, item_bias=item_bias, protocols=("rated", "full")
+    )
+
+    monkeypatch.setattr("tune_rec.metrics._PAIRS_PER_SLICE", 3)
+    sliced = evaluator.evaluate(
+        user_factors, item_factors, item_bias=item_bias, protocols=("rated",)
+    )
+
+    for key, value in sliced.items():
+        assert value == pytest.approx(expected[key], abs=1e-12), key

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
-from scipy import stats
 
 from tune_rec.config import DataSettings, TrainConfig
 from tune_rec.data.dataset import Dataset
@@ -100,6 +99,9 @@ def _interval(values: Any, key: str, confidence: float) -> dict[str, float]:
             f"{key}_ci_high": math.nan,
         }
     std = float(values.std(ddof=1))
+    # SciPy takes most of a second to import, so only a summary that needs it pays for that.
+    from scipy import stats
+
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
     return {
         f"{key}_mean": mean,

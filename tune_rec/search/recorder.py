@@ -160,6 +160,7 @@ class EndedTrialStopper(Stopper):
     def __init__(self, folder: Path, max_epochs: int, metric: str, mode: str) -> None:
         self._settings = (Path(folder), max_epochs, metric, mode)
         self._ended: set[str] = set()
+        self._logged = False
 
     def __getstate__(self) -> dict[str, Any]:
         return {"_settings": self._settings}
@@ -169,10 +170,14 @@ class EndedTrialStopper(Stopper):
         folder, max_epochs, metric, mode = self._settings
         log = ExperimentLog.load(folder, max_epochs=max_epochs, metric=metric, mode=mode)
         self._ended = set(log.closed)
-        if self._ended:
-            logger.info("%d trials had ended before the resume; they stay ended", len(log.closed))
+        # Tune unpickles the stopper several times during a restore. Only the copy that
+        # receives results logs the count.
+        self._logged = False
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        if self._ended and not self._logged:
+            self._logged = True
+            logger.info("%d trials had ended before the resume; they stay ended", len(self._ended))
         return trial_id in self._ended
 
     def stop_all(self) -> bool:

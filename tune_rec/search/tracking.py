@@ -16,9 +16,8 @@ import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ray.air.integrations.mlflow import MLflowLoggerCallback
 from ray.tune import Callback
 
 from tune_rec.errors import InvalidInputError
@@ -29,30 +28,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MLFLOW_INSTALL_HINT = "pip install 'tune-rec[mlflow]' (or pip install mlflow-skinny)"
-# Keys of Ray's results that are not measurements of the trial.
-_NOT_METRICS = frozenset({"config", "pid", "timestamp", "done", "should_checkpoint"})
 
 
 def tracker_key(key: str) -> str:
     """Return ``key`` as MLflow and TensorBoard name it: ``map@10`` becomes ``map_10``."""
     return key.replace("@", "_")
-
-
-class MLflowTracker(MLflowLoggerCallback):
-    """Ray's MLflow callback with metric names that MLflow accepts.
-
-    One MLflow run per trial, named after the trial, with the trial's config as parameters
-    and the numeric values of every epoch's result as metrics at step ``training_iteration``
-    (the number of epochs done). Keys with ``@`` are renamed by :func:`tracker_key`; Ray's
-    bookkeeping values (process id, wall-clock timestamp, flags) and the config, which is
-    already logged as parameters, are left out.
-    """
-
-    def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
-        metrics = {
-            tracker_key(key): value for key, value in result.items() if key not in _NOT_METRICS
-        }
-        super().log_trial_result(iteration, trial, metrics)
 
 
 def check_mlflow_store(tracking_uri: str) -> None:
@@ -113,6 +93,9 @@ def build_callbacks(folder: Path, options: SearchOptions) -> list[Callback]:
     )
     callbacks: list[Callback] = []
     if options.mlflow_uri:
+        # Imported here: MLflow takes over a second to import, and most searches do not use it.
+        from tune_rec.search.mlflow_tracker import MLflowTracker
+
         experiment_name = options.mlflow_experiment or folder.name
         experiment_id = open_mlflow_experiment(options.mlflow_uri, experiment_name)
         logger.info(

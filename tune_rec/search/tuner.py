@@ -168,12 +168,13 @@ def build_tuner(
 
 
 def restore_tuner(folder: Path, options: SearchOptions, dataset: Dataset) -> tune.Tuner:
-    """Return the Tuner of an interrupted search, with its searcher and scheduler state."""
-    return tune.Tuner.restore(
-        str(folder),
-        trainable=build_trainable(options, dataset),
-        resume_errored=True,
-    )
+    """Return the Tuner of an interrupted search, with its searcher and scheduler state.
+
+    Trials that were running or pending continue. Trials that had failed stay failed, as
+    tune-rec's tables record them: a failure is a NaN loss or a crash, and a retry within the
+    search already happened under ``--max-failures``.
+    """
+    return tune.Tuner.restore(str(folder), trainable=build_trainable(options, dataset))
 
 
 def _trial_dirname(trial: Any) -> str:
