@@ -42,6 +42,7 @@ def test_bench_training_smoke(tmp_path):
     assert set(figures["cases"]) == {
         "tune-rec, training only",
         "tune-rec, with evaluation",
+        "tune-rec, sparse_adam",
         "autograd",
     }
     assert figures["cases"]["autograd"]["median_seconds"] > 0
