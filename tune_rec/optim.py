@@ -133,14 +133,8 @@ class SparseAdam(Adam):
 
     kind = "sparse_adam"
 
-    def __init__(
-        self,
-        params: Sequence[torch.Tensor],
-        lr: float,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-    ) -> None:
-        super().__init__(params, lr, betas, eps)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         # Per table size: a mark per row and a row's position among the batch's rows.
         self._marks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
