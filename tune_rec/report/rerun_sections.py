@@ -203,8 +203,8 @@ def pruning_audit_section(data: ReportData) -> str:
         f"The scheduler stopped {n_stopped} trials early. The audit continued "
         f"{len(audit.rows) + len(audit.failures)} of them, spread over the schedule types, to "
         f"{_max_epochs_text(data)} with the search's seed, from their last checkpoint where "
-        f"one was kept. The winner's value is the best last-epoch validation {metric_label} "
-        "among the search's finished trials, one seed like each audited run. Margin = "
+        f"one was kept. The winner's value is the winner's own last-epoch validation "
+        f"{metric_label} in the search, one seed like each audited run. Margin = "
         f"{margin_rule}, so a positive margin means the audited trial would have beaten the "
         "winner."
     )
