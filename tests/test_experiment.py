@@ -118,3 +118,19 @@ def test_plain_values_dump_as_safe_yaml():
 
     document = plain({"a": np.float32(0.5), "b": [np.int64(3)], "c": (1, 2)})
     assert yaml.safe_load(yaml.safe_dump(document)) == {"a": 0.5, "b": [3], "c": [1, 2]}
+
+
+def test_epochs_keep_user_counts_of_both_protocols(tmp_path):
+    log = _log(tmp_path)
+    counts = {
+        "n_users_evaluated": 898,
+        "n_users_skipped": 45,
+        "full_n_users_evaluated": 898,
+        "full_n_users_skipped": 45,
+    }
+    log.add_result("a", {"lr": 0.01}, {**_result(0, 0.5), **counts})
+    log.flush()
+    epochs = pd.read_parquet(tmp_path / EPOCHS_FILE)
+    for key, value in counts.items():
+        assert epochs.loc[0, key] == value, key
+    assert "time_this_iter_s" not in epochs

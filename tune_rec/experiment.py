@@ -311,7 +311,9 @@ def _trial_device(trial: TrialRecord) -> str | None:
 def _is_epoch_column(key: str) -> bool:
     if key in EPOCH_COLUMNS or key in ("device", "node_id"):
         return True
-    return any(key.endswith(metric) for metric in METRIC_KEYS) or key.endswith("_users_skipped")
+    return any(key.endswith(metric) for metric in METRIC_KEYS) or key.endswith(
+        ("_users_evaluated", "_users_skipped")
+    )
 
 
 def _is_missing(value: Any) -> bool:
