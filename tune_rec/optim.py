@@ -173,6 +173,8 @@ class SparseAdam(Adam):
         """Return the distinct rows of ``index`` in ascending order, and each entry's position
         among them."""
         if index.device.type != "cpu":
+            # NOTE: the GPU branches of this class have not run on a GPU yet; the tests cover
+            # the CPU only.
             return torch.unique(index, return_inverse=True)
         # A mark per row finds the distinct rows in one pass, about 3 times as fast as a sort
         # for a batch of a few thousand rows. It costs 9 bytes per table row.
