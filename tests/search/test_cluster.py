@@ -454,18 +454,3 @@ def test_cli_rejects_uri_folder(flag, capsys):
     error = capsys.readouterr().err
     assert "must be a folder of this machine's file system, not a URI" in error
     assert "s3 bucket through a FUSE mount" in error
-
-
-# Ray reads its system settings from RAY_<name> variables, with the name in lower case.
-IDLE_WORKER_SETTINGS = ("RAY_enable_worker_prestart", "RAY_prestart_worker_first_driver")
-
-
-def test_environment_turns_off_idle_workers(monkeypatch):
-    for name in IDLE_WORKER_SETTINGS:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "1")
-    configure_environment()
-    for name in IDLE_WORKER_SETTINGS:
-        assert os.environ.get(name) == "0", name
-    # A value the user set is kept.
-    assert os.environ["RAY_USAGE_STATS_ENABLED"] == "1"
