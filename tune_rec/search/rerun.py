@@ -101,7 +101,9 @@ def run_reruns(
     fixed = fixed_values(space)
     data = space.data.model_dump()
     estimated_in_process, local_seconds = runs_in_process(folder, options, runs)
-    if in_process if in_process is not None else estimated_in_process:
+    if in_process is None:
+        in_process = estimated_in_process
+    if in_process:
         logger.info(
             "rerunning %d trials in this process (about %.0f s of training): seed repeats "
             "and the pruning audit",
@@ -113,6 +115,12 @@ def run_reruns(
             try:
                 metrics, error = train_rerun(run, dataset, fixed, data), None
             except NonFiniteLossError as failure:
+                logger.error(
+                    "rerun of trial %s with seed %d failed: %s",
+                    run["source_trial"],
+                    run["seed"],
+                    failure,
+                )
                 metrics, error = {}, failure
             rows.append(_rerun_row(run, metrics, error))
         return pd.DataFrame(rows)
