@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -18,6 +18,9 @@ from tune_rec.config import DataSettings, TrainConfig
 from tune_rec.data.dataset import Dataset
 from tune_rec.experiment import METRIC_KEYS, STOPPED, ExperimentLog, TrialRecord
 from tune_rec.metrics import Evaluator
+
+if TYPE_CHECKING:
+    from tune_rec.training import Trainer
 
 CONFIRM_FILE = "confirm.parquet"
 AUDIT_FILE = "audit.parquet"
@@ -164,11 +167,15 @@ def train_rerun(
             torch.load(run["checkpoint"], weights_only=True, map_location="cpu")
         )
     record = trainer.fit()
+    return {**record.metrics, **evaluate_test_split(trainer, data_settings), "epoch": record.epoch}
+
+
+def evaluate_test_split(trainer: Trainer, data: DataSettings) -> dict[str, float]:
+    """Return the trainer's current metrics on the test split, each key prefixed ``test_``."""
     test = Evaluator(
-        dataset,
+        trainer.dataset,
         split="test",
-        relevance_threshold=data_settings.relevance_threshold,
-        normalisation=train_config.normalisation,
+        relevance_threshold=data.relevance_threshold,
+        normalisation=trainer.config.normalisation,
     )
-    test_metrics = {f"test_{key}": value for key, value in trainer.evaluate(test).items()}
-    return {**record.metrics, **test_metrics, "epoch": record.epoch}
+    return {f"test_{key}": value for key, value in trainer.evaluate(test).items()}

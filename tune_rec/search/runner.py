@@ -20,6 +20,7 @@ from tune_rec.confirm import (
     CONFIRM_FILE,
     audit_verdicts,
     best_by_mean,
+    evaluate_test_split,
     summarise_repeats,
 )
 from tune_rec.data.dataset import Dataset
@@ -49,7 +50,6 @@ from tune_rec.experiment import (
     write_text_atomic,
 )
 from tune_rec.exports import run_config_document, versions, write_best_config
-from tune_rec.metrics import Evaluator
 from tune_rec.space import SearchSpace
 from tune_rec.training import Trainer
 
@@ -502,21 +502,13 @@ def retrain_and_test(
     """Train ``config`` to its full budget and return validation and ``test_`` metrics."""
     trainer = Trainer(config, dataset, data)
     record = trainer.fit()
-    test = Evaluator(
-        dataset,
-        split="test",
-        relevance_threshold=data.relevance_threshold,
-        normalisation=config.normalisation,
-    )
-    test_metrics = trainer.evaluate(test)
-    metrics = {
+    return {
         "loss_embedding": record.loss_embedding,
         "loss_ranking": record.loss_ranking,
         "loss_target": record.loss_target,
         **record.metrics,
+        **evaluate_test_split(trainer, data),
     }
-    metrics.update({f"test_{key}": value for key, value in test_metrics.items()})
-    return metrics
 
 
 def _write_report(folder: Path) -> None:
