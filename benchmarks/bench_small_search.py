@@ -137,6 +137,20 @@ def main(argv: list[str] | None = None) -> int:
             generate_ratings(100_000, seed=0).to_csv(ratings, sep="\t", index=False)
             extra = ["--data", str(ratings)]
 
+        def search_arguments(name: str) -> list[str]:
+            """Return the ``tune-rec`` arguments of one timed search named ``name``."""
+            return [
+                "-q",
+                "search",
+                "--space",
+                str(space),
+                "--results-dir",
+                str(folder),
+                "--name",
+                name,
+                *extra,
+            ]
+
         walls = []
         for repeat in range(repeats):
             # With patches, the timed commands go through the probe, which applies them.
@@ -145,18 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.patches
                 else command_prefix()
             )
-            command = [
-                *prefix,
-                "-q",
-                "search",
-                "--space",
-                str(space),
-                "--results-dir",
-                str(folder),
-                "--name",
-                f"timed-{repeat}",
-                *extra,
-            ]
+            command = [*prefix, *search_arguments(f"timed-{repeat}")]
             wall, _ = run_command(command, env={**env, "BENCH_PATCHES": args.patches})
             walls.append(wall)
             print(f"tune-rec search, run {repeat}: {wall:.1f} s", flush=True)
@@ -167,15 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             str(PROBE),
             str(events_path),
             "--",
-            "-q",
-            "search",
-            "--space",
-            str(space),
-            "--results-dir",
-            str(folder),
-            "--name",
-            "probed",
-            *extra,
+            *search_arguments("probed"),
         ]
         probe_wall, _ = run_command(
             probe,
