@@ -37,19 +37,22 @@ from tune_rec.space import parse_search_space
 
 # With a searcher, Ray Tune keeps one trial pending unless max_concurrent_trials is set, so a
 # second node would only get a trial if its actor started before the first node's actor had
-# finished every trial. Two concurrent trials start an actor on each node at once.
-SPREAD_SPACE = """
+# finished every trial. Two concurrent trials start an actor on each node at once. Tune reuses
+# actors: a trial whose actor is still starting goes to an actor that another trial has just
+# left. The trials are long enough (a few seconds) that the slower node's actor starts first.
+SPREAD_EPOCHS = 40
+SPREAD_SPACE = f"""
 name: spread
-max_epochs: 4
+max_epochs: {SPREAD_EPOCHS}
 num_samples: 4
 seed: 11
-searcher: {type: random}
-scheduler: {type: fifo}
-resources: {cpus_per_trial: 1, max_concurrent_trials: 2}
+searcher: {{type: random}}
+scheduler: {{type: fifo}}
+resources: {{cpus_per_trial: 1, max_concurrent_trials: 2}}
 params:
   schedule: fixed
-  alpha: {distribution: uniform, low: 0.5, high: 1.5}
-  lr: {distribution: loguniform, low: 0.003, high: 0.03}
+  alpha: {{distribution: uniform, low: 0.5, high: 1.5}}
+  lr: {{distribution: loguniform, low: 0.003, high: 0.03}}
   embedding_dim: 8
 """
 
@@ -85,6 +88,16 @@ def _trial_nodes(folder: Path) -> dict[str, set[str]]:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         nodes[path.parent.name.removeprefix("trial_")] = {row["node_id"] for row in rows}
     return nodes
+
+
+def _client_server_logs(cluster) -> str:
+    """Return the end of each Ray Client server's error log on the head node."""
+    logs = Path(cluster.head_node.get_session_dir_path()) / "logs"
+    parts = []
+    for path in sorted(logs.glob("ray_client_server*.err")):
+        lines = path.read_text(errors="replace").splitlines()[-20:]
+        parts.append(f"--- {path.name}\n" + "\n".join(lines))
+    return "\n".join(parts) or f"no ray_client_server*.err under {logs}"
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +208,7 @@ def test_search_on_cluster_uses_both_nodes(spread_search, node_ids):
     for trial_id, trial_nodes in nodes.items():
         assert len(trial_nodes) == 1, f"trial {trial_id} moved between nodes: {trial_nodes}"
     used = set().union(*nodes.values())
-    assert used == set(node_ids.values())
+    assert used == set(node_ids.values()), f"nodes of each trial: {nodes}, cluster: {node_ids}"
 
 
 @pytest.mark.slow
@@ -205,9 +218,9 @@ def test_search_on_cluster_records_every_epoch(spread_search):
     epochs = pd.read_parquet(spread_search["folder"] / "epochs.parquet")
     assert len(trials) == 4
     assert (trials.status == "finished").all()
-    assert (trials.n_epochs == 4).all()
+    assert (trials.n_epochs == SPREAD_EPOCHS).all()
     for trial_id, rows in epochs.groupby("trial_id"):
-        assert sorted(rows.epoch) == list(range(4)), trial_id
+        assert sorted(rows.epoch) == list(range(SPREAD_EPOCHS)), trial_id
     assert epochs["map@10"].notna().all()
     assert set(epochs.device) == {"cpu"}
 
@@ -293,7 +306,8 @@ def test_address_forms_attach(cluster, node_ids, form):
         "auto": "auto",
         "ray_client": f"ray://127.0.0.1:{cluster.client_port}",
     }[form]
-    for attempt in range(2):
+    attempts = 3
+    for attempt in range(attempts):
         try:
             with ray_session(address=address) as session:
                 assert session.started is False
@@ -301,9 +315,12 @@ def test_address_forms_attach(cluster, node_ids, form):
             break
         except InvalidInputError as error:
             # NOTE: Ray Client's server starts a process per connection, which has failed to
-            # start on a loaded machine ("Initialization failure from server"); one retry.
-            if attempt or "Initialization failure from server" not in str(error):
+            # start on a loaded machine ("Initialization failure from server"); it is retried.
+            if "Initialization failure from server" not in str(error):
                 raise
+            if attempt == attempts - 1:
+                raise AssertionError(f"{error}\n{_client_server_logs(cluster)}") from error
+            time.sleep(5)
     assert alive == set(node_ids.values())
     assert not ray.is_initialized()
 
