@@ -38,8 +38,7 @@ from tune_rec.space import parse_search_space
 # With a searcher, Ray Tune keeps one trial pending unless max_concurrent_trials is set, so a
 # second node would only get a trial if its actor started before the first node's actor had
 # finished every trial. Two concurrent trials start an actor on each node at once. Tune reuses
-# actors: a trial whose actor is still starting goes to an actor that another trial has just
-# left. The trials are long enough (a few seconds) that the slower node's actor starts first.
+# actors, so long trials keep a slow-starting actor's trial from moving to a freed actor.
 SPREAD_EPOCHS = 40
 SPREAD_SPACE = f"""
 name: spread
