@@ -89,6 +89,30 @@ def test_state_dict_resumes_exactly(dataset, optimizer, tmp_path):
     assert record.metrics["map@10"] == straight.metrics["map@10"]
 
 
+def test_fit_evaluates_last_epoch_only(dataset, monkeypatch):
+    trainer = Trainer(_config(max_epochs=3), dataset)
+    evaluated = []
+    evaluate = trainer.evaluate
+
+    def counting_evaluate(*args, **kwargs):
+        evaluated.append(trainer.epoch)
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "evaluate", counting_evaluate)
+    record = trainer.fit()
+    every_epoch = list(Trainer(_config(max_epochs=3), dataset).epochs())
+    assert evaluated == [2]
+    assert record.epoch == 2
+    assert record.metrics["map@10"] == every_epoch[-1].metrics["map@10"]
+
+
+def test_fit_at_budget_raises(dataset):
+    trainer = Trainer(_config(max_epochs=1), dataset)
+    trainer.fit()
+    with pytest.raises(ValueError, match="already the budget"):
+        trainer.fit()
+
+
 def test_diverging_loss_raises(dataset):
     trainer = Trainer(_config(lr=1e20, alpha=1e10), dataset)
     with pytest.raises(NonFiniteLossError, match=r"became (nan|inf) at epoch \d"):

@@ -237,11 +237,16 @@ class Trainer:
             yield self.run_epoch()
 
     def fit(self) -> EpochRecord:
-        """Train to the full budget and return the last epoch's record."""
-        records = list(self.epochs())
-        if not records:
+        """Train to the full budget and return the last epoch's record.
+
+        Only the last epoch is evaluated, so the earlier records have no metrics. Losses are
+        checked at every epoch.
+        """
+        if self.epoch >= self.config.max_epochs:
             raise ValueError(f"nothing to train: epoch {self.epoch} is already the budget")
-        return records[-1]
+        while self.epoch < self.config.max_epochs - 1:
+            self.run_epoch(evaluate=False)
+        return self.run_epoch()
 
     def run_epoch(self, *, evaluate: bool = True) -> EpochRecord:
         """Train one epoch, evaluate on the validation split and return its record.

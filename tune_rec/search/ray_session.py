@@ -147,6 +147,12 @@ def ray_session(
             num_cpus=num_cpus,
             include_dashboard=dashboard,
             dashboard_host=dashboard_host,
+            # Ray prestarts idle workers for tasks without a runtime environment. Ray Tune gives
+            # each trial's actor one, so those workers are never used and only take CPU.
+            _system_config={
+                "enable_worker_prestart": False,
+                "prestart_worker_first_driver": False,
+            },
         )
         if dashboard and not _is_loopback(dashboard_host):
             logger.warning(
