@@ -13,8 +13,8 @@ torch's allocations too) belongs to one job:
 
 - ``train``: build the Trainer (batch 1024, embedding 64, one thread, Adam or with
   ``--optimizer sparse_adam`` the lazy Adam), then time
-  ``run_epoch(evaluate=False)``: one warm-up and 3 timed epochs, or a single epoch from
-  10**7 ratings up.
+  ``run_epoch(evaluate=False)``: one warm-up and 3 timed epochs, or from 10**7 ratings up
+  ``--large-epochs`` timed epochs (default 1) without a warm-up.
 - ``evaluate``: build the validation Evaluator and time ``evaluate`` with random factors under
   the full protocol, the rated protocol and both: one warm-up and 2 timed calls, or a single
   call from 10**7 ratings up.
@@ -68,7 +68,7 @@ def reset_peak() -> float:
     return peak_mib()
 
 
-def train_worker(n_ratings: int, batch_size: int, optimizer: str) -> dict:
+def train_worker(n_ratings: int, batch_size: int, optimizer: str, large_epochs: int = 1) -> dict:
     """Build a Trainer on ``n_ratings`` synthetic ratings and time its training epochs."""
     from tune_rec.config import TrainConfig
     from tune_rec.data.synthetic import synthetic_dataset
@@ -80,7 +80,7 @@ def train_worker(n_ratings: int, batch_size: int, optimizer: str) -> dict:
     result.update(n_users=dataset.n_users, n_items=dataset.n_items, n_train=len(dataset.train))
 
     single = n_ratings >= SINGLE_RUN_FROM
-    n_epochs = 1 if single else 4
+    n_epochs = large_epochs if single else 4
     config = TrainConfig(
         schedule="fixed",
         alpha=1.0,
@@ -155,7 +155,9 @@ def evaluate_worker(n_ratings: int) -> dict:
     return result
 
 
-def run_worker(kind: str, n_ratings: int, batch_size: int, optimizer: str) -> dict:
+def run_worker(
+    kind: str, n_ratings: int, batch_size: int, optimizer: str, large_epochs: int = 1
+) -> dict:
     """Run one worker in a fresh process and return its JSON result."""
     command = [
         sys.executable,
@@ -168,6 +170,8 @@ def run_worker(kind: str, n_ratings: int, batch_size: int, optimizer: str) -> di
         str(batch_size),
         "--optimizer",
         optimizer,
+        "--large-epochs",
+        str(large_epochs),
     ]
     wall, process = run_command(command)
     result = json.loads(process.stdout.strip().splitlines()[-1])
@@ -195,13 +199,23 @@ def main(argv: list[str] | None = None) -> int:
         help="the training config's optimizer (default adam); sparse_adam writes "
         "bench_scale_sparse_adam.json",
     )
+    parser.add_argument(
+        "--large-epochs",
+        type=int,
+        default=1,
+        help="timed epochs from 10**7 ratings up, the median is reported (default 1)",
+    )
     parser.add_argument("--smoke", action="store_true", help="20,000 and 40,000 ratings")
     parser.add_argument("--worker", choices=("train", "evaluate"), help=argparse.SUPPRESS)
     parser.add_argument("--n-ratings", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker == "train":
-        print(json.dumps(train_worker(args.n_ratings, args.batch_size, args.optimizer)))
+        print(
+            json.dumps(
+                train_worker(args.n_ratings, args.batch_size, args.optimizer, args.large_epochs)
+            )
+        )
         return 0
     if args.worker == "evaluate":
         print(json.dumps(evaluate_worker(args.n_ratings)))
@@ -210,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [20_000, 40_000] if args.smoke else [int(size) for size in args.sizes.split(",")]
     rows = []
     for n_ratings in sizes:
-        train = run_worker("train", n_ratings, args.batch_size, args.optimizer)
+        train = run_worker("train", n_ratings, args.batch_size, args.optimizer, args.large_epochs)
         evaluation = run_worker("evaluate", n_ratings, args.batch_size, args.optimizer)
         rows.append({"n_ratings": n_ratings, "train": train, "evaluate": evaluation})
         print(
@@ -256,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": args.batch_size,
             "optimizer": args.optimizer,
             "smoke": args.smoke,
+            "large_epochs": args.large_epochs,
             "cost_ratio_last_over_first": cost_ratio,
             "target_cost_ratio": TARGET_COST_RATIO,
             "rows": rows,
