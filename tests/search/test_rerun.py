@@ -11,6 +11,7 @@ import pytest
 from tune_rec.config import DataSettings
 from tune_rec.data import load_dataset
 from tune_rec.experiment import EPOCHS_FILE
+from tune_rec.search import rerun as rerun_module
 from tune_rec.search.rerun import TRIAL_PROCESS_START_SECONDS, run_reruns, runs_in_process
 from tune_rec.search.runner import SearchOptions
 from tune_rec.space import parse_search_space
@@ -65,6 +66,19 @@ def test_reruns_in_process_match_ray_trials(tmp_path, ml100k_dir, ray_local):
         on_ray[columns].sort_values("seed").reset_index(drop=True),
     )
     assert in_process["map@10"].notna().all()
+
+
+def test_threaded_reruns_match_one_thread(tmp_path, ml100k_dir, monkeypatch, caplog):
+    dataset = load_dataset(DataSettings(), seed=0, data_dir=ml100k_dir)
+    options, runs = _options(), _runs(3)
+    monkeypatch.setattr(rerun_module, "_local_cpus", lambda: 1)
+    one_thread = run_reruns(tmp_path, options, dataset, runs, in_process=True)
+    monkeypatch.setattr(rerun_module, "_local_cpus", lambda: 3)
+    with caplog.at_level("INFO", logger="tune_rec.search.rerun"):
+        threaded = run_reruns(tmp_path, options, dataset, runs, in_process=True)
+    assert "on 3 threads" in caplog.text
+    assert list(threaded.seed) == [1, 2, 3]
+    pd.testing.assert_frame_equal(threaded, one_thread)
 
 
 def test_short_reruns_in_process(tmp_path, ray_local):
