@@ -8,6 +8,7 @@ from tune_rec.experiment import (
     ExperimentLog,
     plain,
     write_text_atomic,
+    write_yaml_atomic,
 )
 
 
@@ -118,6 +119,15 @@ def test_plain_values_dump_as_safe_yaml():
 
     document = plain({"a": np.float32(0.5), "b": [np.int64(3)], "c": (1, 2)})
     assert yaml.safe_load(yaml.safe_dump(document)) == {"a": 0.5, "b": [3], "c": [1, 2]}
+
+
+def test_long_strings_stay_on_one_line(tmp_path):
+    text = "best mean validation map@10 over 3 fresh seeds among the top 3 finished trials"
+    path = tmp_path / "best_config.yaml"
+    write_yaml_atomic(path, {"source": {"selected_by": text * 2}})
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2
+    assert yaml.safe_load(path.read_text()) == {"source": {"selected_by": text * 2}}
 
 
 def test_epochs_keep_user_counts_of_both_protocols(tmp_path):

@@ -16,8 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tune_rec import __version__
 from tune_rec.errors import InvalidInputError, TuneRecError
 
@@ -407,7 +405,9 @@ def _emit(document: Any, fmt: str = "yaml") -> None:
     if fmt == "json":
         sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
     else:
-        sys.stdout.write(yaml.safe_dump(document, sort_keys=False))
+        from tune_rec.experiment import dump_yaml
+
+        sys.stdout.write(dump_yaml(document))
 
 
 def _data_settings_with_overrides(settings: Any, args: argparse.Namespace) -> Any:

@@ -7,6 +7,7 @@ a running Ray, and while a search is still writing it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable
@@ -95,9 +96,14 @@ def write_text_atomic(path: Path, text: str) -> None:
     write_atomic(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
 
+def dump_yaml(data: Any) -> str:
+    """Return ``data`` as block-style YAML, each string on one line however long."""
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=math.inf)
+
+
 def write_yaml_atomic(path: Path, data: Any) -> None:
     """Write ``data`` as block-style YAML with plain values, atomically."""
-    write_text_atomic(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    write_text_atomic(path, dump_yaml(data))
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
