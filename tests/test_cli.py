@@ -147,6 +147,22 @@ def test_train_small_config(ml100k_dir, tmp_path, capsys):
     assert "map@10" in document["test"]
 
 
+@pytest.mark.parametrize(
+    ("argv", "verbose", "quiet"),
+    [
+        (["-q", "train", "--config", "c.yaml"], 0, 1),
+        (["train", "--config", "c.yaml", "-q"], 0, 1),
+        (["train", "--config", "c.yaml"], 0, 0),
+        (["-v", "search", "--space", "s.yaml", "-vv"], 2, 0),
+        (["data", "info", "--quiet"], 0, 1),
+    ],
+)
+def test_log_flags_before_or_after_command(argv, verbose, quiet):
+    args = build_parser().parse_args(argv)
+    assert args.verbose == verbose
+    assert args.quiet == quiet
+
+
 def test_console_script_installed():
     result = subprocess.run(
         [sys.executable, "-m", "tune_rec", "--version"], capture_output=True, text=True

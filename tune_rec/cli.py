@@ -113,6 +113,16 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_log_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """Add -v and -q. Subcommands take them too, with a default that keeps the top level's."""
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=default, help="more log output (-vv: debug)"
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="count", default=default, help="less log output: warnings only"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of every subcommand and option."""
     parser = _Parser(
@@ -123,12 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"tune-rec {__version__}")
-    parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)"
-    )
-    parser.add_argument(
-        "-q", "--quiet", action="count", default=0, help="less log output: warnings only"
-    )
+    _add_log_options(parser, default=0)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
@@ -352,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="yaml",
         help="output format: yaml or json (default: yaml)",
     )
+    for leaf in (search, train, export, report, fetch, info):
+        _add_log_options(leaf, default=argparse.SUPPRESS)
     return parser
 
 
