@@ -68,7 +68,8 @@ def run_config_document(
     """
     return plain(
         {
-            "config": config.model_dump(),
+            # Keys left at None (the parameters of other schedules) are left out.
+            "config": config.model_dump(exclude_none=True),
             "data": data.model_dump(),
             "metrics": {key: value for key, value in metrics.items() if value is not None},
             "seed": config.seed,
