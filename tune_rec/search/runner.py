@@ -449,7 +449,7 @@ def _write_audit(
     n_better = int(verdicts.would_have_won.sum())
     logger.info(
         "pruning audit: %d of %d stopped trials, run to the full budget, beat the winner's "
-        "%s of %.4f (largest margin %+.4f)",
+        "%s of %.4f on the search's own seed, the seed they ran with (largest margin %+.4f)",
         n_better,
         len(verdicts),
         space.metric,
