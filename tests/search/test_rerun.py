@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from concurrent.futures import CancelledError
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +13,12 @@ from tune_rec.config import DataSettings
 from tune_rec.data import load_dataset
 from tune_rec.experiment import EPOCHS_FILE
 from tune_rec.search import rerun as rerun_module
-from tune_rec.search.rerun import TRIAL_PROCESS_START_SECONDS, run_reruns, runs_in_process
+from tune_rec.search.rerun import (
+    TRIAL_PROCESS_START_SECONDS,
+    run_reruns,
+    runs_in_process,
+    start_reruns,
+)
 from tune_rec.search.runner import SearchOptions
 from tune_rec.space import parse_search_space
 
@@ -79,6 +85,23 @@ def test_threaded_reruns_match_one_thread(tmp_path, ml100k_dir, monkeypatch, cap
     assert "on 3 threads" in caplog.text
     assert list(threaded.seed) == [1, 2, 3]
     pd.testing.assert_frame_equal(threaded, one_thread)
+
+
+def test_started_reruns_return_in_run_order(tmp_path, ml100k_dir):
+    dataset = load_dataset(DataSettings(), seed=0, data_dir=ml100k_dir)
+    pending = start_reruns(tmp_path, _options(), dataset, _runs(3), in_process=True)
+    table = pending.result()
+    assert list(table.seed) == [1, 2, 3]
+    assert pending.result() is table
+
+
+def test_cancelled_reruns_drop_unstarted_runs(tmp_path, ml100k_dir, monkeypatch):
+    dataset = load_dataset(DataSettings(), seed=0, data_dir=ml100k_dir)
+    monkeypatch.setattr(rerun_module, "_local_cpus", lambda: 1)
+    pending = start_reruns(tmp_path, _options(), dataset, _runs(3), in_process=True)
+    pending.cancel()
+    with pytest.raises(CancelledError):
+        pending.result()
 
 
 def test_short_reruns_in_process(tmp_path, ray_local):

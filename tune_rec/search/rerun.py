@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,40 @@ def plan_reruns(folder: Path, options: SearchOptions, log: ExperimentLog) -> lis
     return runs
 
 
+class PendingReruns:
+    """Reruns that have started; :meth:`result` waits for their table.
+
+    Reruns in this process train on threads, so they can go on while Ray shuts down. Reruns on
+    Ray have already finished.
+    """
+
+    def __init__(
+        self,
+        *,
+        table: pd.DataFrame | None = None,
+        pool: ThreadPoolExecutor | None = None,
+        futures: list[Future] | None = None,
+    ) -> None:
+        self._table = table
+        self._pool = pool
+        self._futures = futures or []
+
+    def result(self) -> pd.DataFrame:
+        """Wait for the reruns and return one row per run, in the order of the runs."""
+        if self._table is None:
+            try:
+                self._table = pd.DataFrame([future.result() for future in self._futures])
+            finally:
+                self.cancel()
+        return self._table
+
+    def cancel(self) -> None:
+        """Drop the reruns that have not started. Those already training run to their end."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+
 def run_reruns(
     folder: Path,
     options: SearchOptions,
@@ -88,7 +122,19 @@ def run_reruns(
     *,
     in_process: bool | None = None,
 ) -> pd.DataFrame:
-    """Run ``runs`` and return one row per run with its metrics.
+    """Run ``runs`` and return one row per run with its metrics (see :func:`start_reruns`)."""
+    return start_reruns(folder, options, dataset, runs, in_process=in_process).result()
+
+
+def start_reruns(
+    folder: Path,
+    options: SearchOptions,
+    dataset: Dataset,
+    runs: list[dict[str, Any]],
+    *,
+    in_process: bool | None = None,
+) -> PendingReruns:
+    """Start ``runs`` in this process on threads, or run them as Ray trials before returning.
 
     Args:
         folder: The experiment folder.
@@ -130,8 +176,8 @@ def run_reruns(
 
         # Each run has its own generator and torch runs one intra-op thread, so the results do
         # not depend on the number of threads. Torch releases the GIL inside its kernels.
-        with ThreadPoolExecutor(n_threads, thread_name_prefix="rerun") as pool:
-            return pd.DataFrame(list(pool.map(train, runs)))
+        pool = ThreadPoolExecutor(n_threads, thread_name_prefix="rerun")
+        return PendingReruns(pool=pool, futures=[pool.submit(train, run) for run in runs])
 
     trainable = tune.with_parameters(rerun_trial, dataset=dataset, fixed=fixed, data=data)
     resources = space.resources
@@ -152,11 +198,13 @@ def run_reruns(
     )
     logger.info("rerunning %d trials as Ray trials: seed repeats and the pruning audit", len(runs))
     results = tuner.fit()
-    return pd.DataFrame(
-        [
-            _rerun_row(result.config["run"], result.metrics or {}, result.error)
-            for result in results
-        ]
+    return PendingReruns(
+        table=pd.DataFrame(
+            [
+                _rerun_row(result.config["run"], result.metrics or {}, result.error)
+                for result in results
+            ]
+        )
     )
 
 

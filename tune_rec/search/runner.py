@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -52,6 +52,9 @@ from tune_rec.experiment import (
 from tune_rec.exports import run_config_document, versions, write_best_config
 from tune_rec.space import SearchSpace
 from tune_rec.training import Trainer
+
+if TYPE_CHECKING:
+    from tune_rec.search.rerun import PendingReruns
 
 logger = logging.getLogger(__name__)
 
@@ -230,74 +233,99 @@ def run_search(options: SearchOptions, dataset: Dataset) -> SearchOutcome:
 
 
 def _run_search(folder: Path, options: SearchOptions, dataset: Dataset) -> SearchOutcome:
-    from ray.tune.error import TuneError
-
     from tune_rec.search.ray_session import ray_session
-    from tune_rec.search.tuner import build_tuner, restore_tuner
 
-    space = options.space
-    # Ray Tune prints its own tables to stdout; stdout is kept for the command's results.
-    with (
-        ray_session(
-            address=options.address,
-            dashboard=options.dashboard,
-            dashboard_host=options.dashboard_host,
-            log_to_driver=options.log_to_driver,
-        ),
-        contextlib.redirect_stdout(sys.stderr),
-    ):
-        check_resources(space)
-        # Only now, with the resources checked, may an earlier experiment be replaced.
-        if options.resume:
-            record_outcome(folder, SEARCH_RUNNING)
-        else:
-            if options.overwrite:
-                _replace_earlier(folder)
-            write_settings(folder, options, dataset)
-        logger.info("experiment folder: %s", folder)
-        log = ExperimentLog.load(
-            folder, max_epochs=space.max_epochs, metric=space.metric, mode=space.mode
-        )
-        if options.resume:
-            tuner = restore_tuner(folder, options, dataset)
-        else:
-            tuner = build_tuner(folder, options, dataset, log)
-        try:
-            tuner.fit()
-        except KeyboardInterrupt:
-            logger.error("search interrupted; resume it with: %s", resume_command(folder))
-            record_outcome(folder, SEARCH_INTERRUPTED, "interrupted by the user (Ctrl-C)")
-            raise
-        except TuneError as error:
-            raise SearchFailedError(
-                f"the search failed: {error}; resume it with: {resume_command(folder)}"
-            ) from error
-
-        # The recorder flushed every result; the folder is the record of the whole search,
-        # including results of the runs before a resume.
-        log = ExperimentLog.load(
-            folder, max_epochs=space.max_epochs, metric=space.metric, mode=space.mode
-        )
-        n_requested = n_trials_requested(space)
-        if log.n_ended() < n_requested:
-            return interrupt_search(folder, options, dataset, log, n_requested)
-        reruns = _rerun_top_and_stopped(folder, options, dataset, log)
+    pending = None
+    try:
+        # Ray Tune prints its own tables to stdout; stdout is kept for the command's results.
+        with (
+            ray_session(
+                address=options.address,
+                dashboard=options.dashboard,
+                dashboard_host=options.dashboard_host,
+                log_to_driver=options.log_to_driver,
+            ),
+            contextlib.redirect_stdout(sys.stderr),
+        ):
+            outcome = _search_in_session(folder, options, dataset)
+            if isinstance(outcome, SearchOutcome):
+                return outcome
+            log, pending = outcome
+    except BaseException:
+        if pending is not None:
+            pending.cancel()
+        raise
+    # Reruns in this process train while Ray shuts down above.
+    reruns = None
+    if pending is not None:
+        reruns = pending.result()
+        write_parquet_atomic(folder / RERUNS_FILE, reruns)
     return finish_search(folder, options, dataset, log, reruns)
 
 
-def _rerun_top_and_stopped(
+def _search_in_session(
+    folder: Path, options: SearchOptions, dataset: Dataset
+) -> SearchOutcome | tuple[ExperimentLog, PendingReruns | None]:
+    """Run the trials on the started Ray and start the reruns.
+
+    Returns:
+        The outcome of an interrupted search, or the experiment log with the started reruns.
+    """
+    from ray.tune.error import TuneError
+
+    from tune_rec.search.tuner import build_tuner, restore_tuner
+
+    space = options.space
+    check_resources(space)
+    # Only now, with the resources checked, may an earlier experiment be replaced.
+    if options.resume:
+        record_outcome(folder, SEARCH_RUNNING)
+    else:
+        if options.overwrite:
+            _replace_earlier(folder)
+        write_settings(folder, options, dataset)
+    logger.info("experiment folder: %s", folder)
+    log = ExperimentLog.load(
+        folder, max_epochs=space.max_epochs, metric=space.metric, mode=space.mode
+    )
+    if options.resume:
+        tuner = restore_tuner(folder, options, dataset)
+    else:
+        tuner = build_tuner(folder, options, dataset, log)
+    try:
+        tuner.fit()
+    except KeyboardInterrupt:
+        logger.error("search interrupted; resume it with: %s", resume_command(folder))
+        record_outcome(folder, SEARCH_INTERRUPTED, "interrupted by the user (Ctrl-C)")
+        raise
+    except TuneError as error:
+        raise SearchFailedError(
+            f"the search failed: {error}; resume it with: {resume_command(folder)}"
+        ) from error
+
+    # The recorder flushed every result; the folder is the record of the whole search,
+    # including results of the runs before a resume.
+    log = ExperimentLog.load(
+        folder, max_epochs=space.max_epochs, metric=space.metric, mode=space.mode
+    )
+    n_requested = n_trials_requested(space)
+    if log.n_ended() < n_requested:
+        return interrupt_search(folder, options, dataset, log, n_requested)
+    return log, _start_reruns(folder, options, dataset, log)
+
+
+def _start_reruns(
     folder: Path, options: SearchOptions, dataset: Dataset, log: ExperimentLog
-) -> pd.DataFrame | None:
-    from tune_rec.search.rerun import plan_reruns, run_reruns
+) -> PendingReruns | None:
+    """Start the seed repeats of the top trials and the audit of stopped ones, if any."""
+    from tune_rec.search.rerun import plan_reruns, start_reruns
 
     if log.best_trial() is None:
         return None
     runs = plan_reruns(folder, options, log)
     if not runs:
         return None
-    reruns = run_reruns(folder, options, dataset, runs)
-    write_parquet_atomic(folder / RERUNS_FILE, reruns)
-    return reruns
+    return start_reruns(folder, options, dataset, runs)
 
 
 def n_trials_requested(space: SearchSpace) -> int:
