@@ -348,3 +348,22 @@ def test_overwrite_keeps_old_experiment_on_failed_check(experiment, capsys):
     assert code == 2
     assert "gpus_per_trial" in capsys.readouterr().err
     assert sorted(p.name for p in experiment.iterdir()) == before
+
+
+def test_interrupt_after_trials_recorded(tmp_path, ml100k_dir, ray_local, monkeypatch, capsys):
+    from tune_rec.search import runner
+
+    def interrupted_finish(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "finish_search", interrupted_finish)
+    space = tmp_path / "two.yaml"
+    space.write_text(DIVERGING_SPACE.replace("1.0e+20", "0.02"))
+    code = main(
+        ["search", "--space", str(space), "--results-dir", str(tmp_path), "--name", "stop"]
+    )
+    assert code == 130
+    settings = json.loads((tmp_path / "stop" / "settings.json").read_text())
+    assert settings["outcome"]["status"] == "interrupted"
+    assert "after the trials" in settings["outcome"]["message"]
+    assert "resume it with: tune-rec search --resume" in capsys.readouterr().err

@@ -20,6 +20,7 @@ from tune_rec.errors import NonFiniteLossError
 from tune_rec.experiment import EPOCHS_FILE, ExperimentLog
 from tune_rec.search.runner import SearchOptions, fixed_values
 from tune_rec.search.trainable import CHECKPOINT_FILE
+from tune_rec.search.tuner import keep_signal_handlers
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +198,8 @@ def start_reruns(
         ),
     )
     logger.info("rerunning %d trials as Ray trials: seed repeats and the pruning audit", len(runs))
-    results = tuner.fit()
+    with keep_signal_handlers():
+        results = tuner.fit()
     return PendingReruns(
         table=pd.DataFrame(
             [

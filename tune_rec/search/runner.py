@@ -44,7 +44,9 @@ from tune_rec.experiment import (
     ExperimentLog,
     TrialRecord,
     plain,
+    read_settings,
     record_outcome,
+    recorded_outcome,
     write_json_atomic,
     write_parquet_atomic,
     write_text_atomic,
@@ -251,16 +253,25 @@ def _run_search(folder: Path, options: SearchOptions, dataset: Dataset) -> Searc
             if isinstance(outcome, SearchOutcome):
                 return outcome
             log, pending = outcome
-    except BaseException:
+        # Reruns in this process train while Ray shuts down above.
+        reruns = None
+        if pending is not None:
+            reruns = pending.result()
+            write_parquet_atomic(folder / RERUNS_FILE, reruns)
+        return finish_search(folder, options, dataset, log, reruns)
+    except KeyboardInterrupt:
+        # An interrupt during the trials is recorded where Tuner.fit is called.
+        if recorded_outcome(read_settings(folder))[0] == SEARCH_RUNNING:
+            logger.error(
+                "search interrupted after its trials; resume it with: %s", resume_command(folder)
+            )
+            record_outcome(
+                folder, SEARCH_INTERRUPTED, "interrupted by the user (Ctrl-C) after the trials"
+            )
+        raise
+    finally:
         if pending is not None:
             pending.cancel()
-        raise
-    # Reruns in this process train while Ray shuts down above.
-    reruns = None
-    if pending is not None:
-        reruns = pending.result()
-        write_parquet_atomic(folder / RERUNS_FILE, reruns)
-    return finish_search(folder, options, dataset, log, reruns)
 
 
 def _search_in_session(
@@ -273,7 +284,7 @@ def _search_in_session(
     """
     from ray.tune.error import TuneError
 
-    from tune_rec.search.tuner import build_tuner, restore_tuner
+    from tune_rec.search.tuner import build_tuner, keep_signal_handlers, restore_tuner
 
     space = options.space
     check_resources(space)
@@ -293,7 +304,8 @@ def _search_in_session(
     else:
         tuner = build_tuner(folder, options, dataset, log)
     try:
-        tuner.fit()
+        with keep_signal_handlers():
+            tuner.fit()
     except KeyboardInterrupt:
         logger.error("search interrupted; resume it with: %s", resume_command(folder))
         record_outcome(folder, SEARCH_INTERRUPTED, "interrupted by the user (Ctrl-C)")
@@ -545,5 +557,13 @@ def _write_report(folder: Path) -> None:
     except ImportError:
         logger.warning("the report module is not available; report.html was not written")
         return
-    path = write_report(folder)
+    try:
+        path = write_report(folder)
+    except KeyboardInterrupt:
+        logger.error(
+            "report.html was not written; the search is complete, write the report with: "
+            "tune-rec report %s",
+            shlex.quote(str(folder)),
+        )
+        raise
     logger.info("report written to %s", path)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +184,23 @@ def restore_tuner(folder: Path, options: SearchOptions, dataset: Dataset) -> tun
 def _trial_dirname(trial: Any) -> str:
     """Name a trial's folder by its id; Ray's default name spells out the whole config."""
     return f"trial_{trial.trial_id}"
+
+
+@contextmanager
+def keep_signal_handlers() -> Iterator[None]:
+    """Restore the SIGINT and SIGUSR1 handlers that ``Tuner.fit`` replaces.
+
+    Ray Tune installs handlers that end the run at the next step and leaves them installed
+    after a fit that finishes, so a later Ctrl-C would only print Tune's warning.
+    """
+    signals = [signal.SIGINT]
+    if hasattr(signal, "SIGUSR1"):
+        signals.append(signal.SIGUSR1)
+    saved = {number: signal.getsignal(number) for number in signals}
+    try:
+        yield
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            for number, handler in saved.items():
+                if handler is not None:
+                    signal.signal(number, handler)
