@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+import yaml
+
 from tune_rec.config import DataSettings, TrainConfig
-from tune_rec.exports import run_config_document
+from tune_rec.errors import InvalidInputError
+from tune_rec.exports import load_run_config, run_config_document
 
 
 def test_config_section_omits_unset_keys():
@@ -24,3 +28,19 @@ def test_data_section_keeps_none():
     )
     assert document["data"]["dataset"] is None
     assert DataSettings(**document["data"]) == data
+
+
+@pytest.mark.parametrize("metrics", [7, [0.8], {"map@10": "high"}, {"map@10": True}])
+def test_invalid_metrics_section_rejected(tmp_path, metrics):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"config": {"alpha": 1.0}, "metrics": metrics}))
+    with pytest.raises(InvalidInputError, match="metrics"):
+        load_run_config(path)
+
+
+def test_valid_metrics_section_loads(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"config": {"alpha": 1.0}, "metrics": {"map@10": 0.8}}))
+    config, _, document = load_run_config(path)
+    assert config.alpha == 1.0
+    assert document["metrics"]["map@10"] == 0.8

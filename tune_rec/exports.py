@@ -116,6 +116,20 @@ def load_run_config(path: Path) -> tuple[TrainConfig, DataSettings, dict[str, An
         data = DataSettings(**(document.get("data") or {}))
     except (ValidationError, TypeError) as error:
         raise InvalidInputError(f"config file {path} is invalid: {error}") from error
+    metrics = document.get("metrics")
+    if metrics is not None and not isinstance(metrics, dict):
+        raise InvalidInputError(
+            f"config file {path} is invalid: its metrics section is {metrics!r}, not a mapping "
+            "of metric names to values; remove it or restore it from the experiment"
+        )
+    recorded = (metrics or {}).get("map@10")
+    if recorded is not None and (
+        isinstance(recorded, bool) or not isinstance(recorded, int | float)
+    ):
+        raise InvalidInputError(
+            f"config file {path} is invalid: metrics map@10 is {recorded!r}, not a number; "
+            "remove it or restore it from the experiment"
+        )
     return config, data, document
 
 
