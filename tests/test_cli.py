@@ -289,3 +289,19 @@ def test_search_stores_absolute_data_path(tmp_path, monkeypatch, where):
     space = _space_from_flags(build_parser().parse_args(argv))
 
     assert space.data.path == str(tmp_path / "ratings" / "r.tsv")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--confirm-seeds", "1e9", "must be a whole number; got '1e9'"),
+        ("--confirm-top", "abc", "must be a whole number; got 'abc'"),
+        ("--seed", "x", "must be a whole number; got 'x'"),
+        ("--cpus-per-trial", "x", "must be a number; got 'x'"),
+    ],
+)
+def test_flag_value_not_a_number_exit_2(flag, value, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["search", "--space", "s.yaml", flag, value])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

@@ -57,8 +57,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
 
+def _integer(text: str) -> int:
+    """Return ``text`` as an int, with a message that names the value when it is not one."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number; got {text!r}") from None
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _integer(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
     return value
@@ -69,7 +77,7 @@ MAX_SEED = 2**32 - 1
 
 
 def _seed(text: str) -> int:
-    value = int(text)
+    value = _integer(text)
     if not 0 <= value <= MAX_SEED:
         raise argparse.ArgumentTypeError(
             f"must be an integer from 0 to {MAX_SEED} (2**32 - 1); got {value}"
@@ -78,7 +86,10 @@ def _seed(text: str) -> int:
 
 
 def _non_negative_float(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number; got {text!r}") from None
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more; got {text}")
     return value
@@ -207,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument(
         "--max-failures",
-        type=int,
+        type=_integer,
         help="retries of a trial that raises, from its last checkpoint (default: 1)",
     )
     search.add_argument(
@@ -224,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument(
         "--confirm-top",
-        type=int,
+        type=_integer,
         metavar="K",
         help="retrain the K best finished configs with fresh seeds and pick the winner by "
         "their mean validation metric; 0 turns it off (default: 3)",
@@ -237,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument(
         "--audit-pruned",
-        type=int,
+        type=_integer,
         metavar="N",
         help="continue N trials that the scheduler stopped, spread over the schedule types, "
         "to the full budget and report whether any would have won; 0 turns it off "
