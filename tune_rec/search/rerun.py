@@ -152,14 +152,17 @@ def start_reruns(
     estimated_in_process, local_seconds = runs_in_process(folder, options, runs)
     if in_process is None:
         in_process = estimated_in_process
+    n_audits = sum(run["kind"] == "audit" for run in runs)
+    kinds = f"{len(runs) - n_audits} seed repeats and {n_audits} pruning audit runs"
     if in_process:
         n_threads = max(1, min(len(runs), _local_cpus()))
         logger.info(
             "rerunning %d trials in this process on %d threads (about %.0f s of training on "
-            "one): seed repeats and the pruning audit",
+            "one): %s",
             len(runs),
             n_threads,
             local_seconds,
+            kinds,
         )
 
         def train(run: dict[str, Any]) -> dict[str, Any]:
@@ -197,7 +200,7 @@ def start_reruns(
             failure_config=tune.FailureConfig(max_failures=options.max_failures),
         ),
     )
-    logger.info("rerunning %d trials as Ray trials: seed repeats and the pruning audit", len(runs))
+    logger.info("rerunning %d trials as Ray trials: %s", len(runs), kinds)
     with keep_signal_handlers():
         results = tuner.fit()
     return PendingReruns(
