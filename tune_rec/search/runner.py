@@ -238,6 +238,7 @@ def _run_search(folder: Path, options: SearchOptions, dataset: Dataset) -> Searc
     from tune_rec.search.ray_session import ray_session
 
     pending = None
+    trials_ended = False
     try:
         # Ray Tune prints its own tables to stdout; stdout is kept for the command's results.
         with (
@@ -253,6 +254,7 @@ def _run_search(folder: Path, options: SearchOptions, dataset: Dataset) -> Searc
             if isinstance(outcome, SearchOutcome):
                 return outcome
             log, pending = outcome
+            trials_ended = True
         # Reruns in this process train while Ray shuts down above.
         reruns = None
         if pending is not None:
@@ -261,7 +263,7 @@ def _run_search(folder: Path, options: SearchOptions, dataset: Dataset) -> Searc
         return finish_search(folder, options, dataset, log, reruns)
     except KeyboardInterrupt:
         # An interrupt during the trials is recorded where Tuner.fit is called.
-        if recorded_outcome(read_settings(folder))[0] == SEARCH_RUNNING:
+        if trials_ended and recorded_outcome(read_settings(folder))[0] == SEARCH_RUNNING:
             logger.error(
                 "search interrupted after its trials; resume it with: %s", resume_command(folder)
             )
